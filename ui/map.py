@@ -1,0 +1,552 @@
+"""Build a latent map: ``python -m ui.map build --model MODEL.ts [AUDIO_DIR] --out MAP.npz``.
+
+Encodes a corpus with the model's ``encode`` (or, for a decoder-only model or when no corpus is
+given, samples a smooth walk through the latent space and decodes it), computes loudness and
+spectral centroid per latent frame, fits a 2-D layout (UMAP by default) and writes a
+``sillage-map-1`` file (see :mod:`mappings.latentmap`).
+
+UMAP's first fit in a process costs about a minute here (numba compiles what it cannot cache):
+this module runs as its own process, never inside the engine. torch and umap are imported only
+when a build runs, so ``ui`` can import this module cheaply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mappings.latentmap import DEFAULT_K, LatentMap, normalise_xy
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3")
+SAMPLED_SOURCE = "(sampled latent walk)"
+
+
+class MapBuildError(RuntimeError):
+    """A build that cannot proceed; the message says what is missing and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class FitParams:
+    """How the 2-D layout is fitted. Saved in the map so a fit can be reproduced."""
+
+    method: str = "umap"
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    metric: str = "euclidean"
+    seed: int = 0
+    k: int = DEFAULT_K
+
+    def __post_init__(self) -> None:
+        if self.method not in ("umap", "pca"):
+            raise MapBuildError(f"method must be 'umap' or 'pca', got {self.method!r}")
+        if self.n_neighbors < 2:
+            raise MapBuildError(f"n_neighbors must be >= 2, got {self.n_neighbors}")
+        if not 0.0 <= self.min_dist <= 1.0:
+            raise MapBuildError(
+                f"min_dist must be in [0, 1] (UMAP's spread is 1), got {self.min_dist}"
+            )
+
+
+# ---------------------------------------------------------------------- the model
+@dataclass
+class NnModel:
+    """A TorchScript model with the nn~ interface, as far as map building needs it."""
+
+    module: Any
+    name: str
+    samplerate: int
+    ratio: int
+    latent_size: int
+    in_channels: int
+    out_channels: int
+    has_encode: bool
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> NnModel:
+        """Load ``path`` and read its interface; fail naming what is missing."""
+        import torch  # heavy: only when a build runs
+
+        path = Path(path)
+        if not path.is_file():
+            raise MapBuildError(f"model file {str(path)!r} not found")
+        torch.set_num_threads(1)
+        with warnings.catch_warnings():
+            # torch 2.13 deprecates every torch.jit entry point; the model format is still jit.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu").eval()
+        if not _has_method(module, "decode"):
+            raise MapBuildError(f"{path}: no 'decode' method; not an nn~-interface model")
+        dec = _params(module, "decode_params", path)
+        has_encode = _has_method(module, "encode") and hasattr(module, "encode_params")
+        enc = _params(module, "encode_params", path) if has_encode else None
+        sr = _samplerate(module, path)
+        return cls(
+            module=module,
+            name=path.stem,
+            samplerate=sr,
+            ratio=int(dec[1]),
+            latent_size=int(dec[0]),
+            in_channels=int(enc[0]) if enc is not None else int(dec[2]),
+            out_channels=int(dec[2]),
+            has_encode=has_encode,
+        )
+
+    def encode(self, audio: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Encode ``audio`` (n_samples,) mono, length a multiple of ratio -> (n_frames, D)."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+        x = x.reshape(1, 1, -1).expand(1, self.in_channels, -1).contiguous()
+        with torch.no_grad():
+            z = self.module.encode(x)
+        return z[0, : self.latent_size].T.numpy().astype(np.float32)
+
+    def decode(self, z: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Decode latents (n_frames, D) -> mono audio (n_frames * ratio,)."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(z.T, dtype=np.float32))[None]
+        with torch.no_grad():
+            y = self.module.decode(x)
+        return y[0].mean(dim=0).numpy().astype(np.float32)
+
+
+def _has_method(module: Any, name: str) -> bool:
+    try:
+        return bool(module._c._has_method(name))
+    except AttributeError:
+        return callable(getattr(module, name, None))
+
+
+def _params(module: Any, name: str, path: Path) -> list[int]:
+    buf = getattr(module, name, None)
+    if buf is None:
+        raise MapBuildError(
+            f"{path}: buffer {name!r} missing (nn~ needs [in_ch, in_ratio, out_ch, out_ratio])"
+        )
+    values = [int(v) for v in buf.tolist()]
+    if len(values) != 4:
+        raise MapBuildError(f"{path}: {name} should hold 4 integers, got {values}")
+    return values
+
+
+def _samplerate(module: Any, path: Path) -> int:
+    for attr in ("sr", "sampling_rate"):
+        value = getattr(module, attr, None)
+        if value is not None:
+            return int(value)
+    if _has_method(module, "get_sample_rate"):
+        return int(module.get_sample_rate())
+    raise MapBuildError(
+        f"{path}: no sample rate (attribute 'sr', 'sampling_rate' or get_sample_rate())"
+    )
+
+
+# ---------------------------------------------------------------------- audio and descriptors
+def audio_files(audio_dir: str | os.PathLike[str]) -> list[Path]:
+    """Audio files under ``audio_dir`` (recursive), sorted for a reproducible build."""
+    root = Path(audio_dir)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise MapBuildError(f"audio folder {str(root)!r} not found")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise MapBuildError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {str(root)!r}")
+    return files
+
+
+def read_mono(path: Path, *, samplerate: int) -> NDArray[np.float32]:
+    """Read ``path`` as mono float32 at ``samplerate`` (resampled with soxr when needed)."""
+    import soundfile as sf
+
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    if sr != samplerate:
+        import soxr
+
+        mono = soxr.resample(mono, sr, samplerate)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def frame_descriptors(
+    audio: NDArray[np.float32], *, ratio: int, samplerate: int
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Loudness (RMS dBFS) and spectral centroid (Hz) for each latent frame of ``audio``.
+
+    Each frame's analysis window is centred on its hop of ``ratio`` samples and at least 1024
+    samples long, so short hops still resolve low frequencies.
+
+    Returns
+    -------
+    loudness_db, centroid_hz : ndarray, shape (len(audio) // ratio,), float32
+    """
+    n_frames = len(audio) // ratio
+    n_fft = max(1024, 1 << int(np.ceil(np.log2(ratio))))
+    pad = (n_fft - ratio) // 2
+    padded = np.pad(audio[: n_frames * ratio], (pad, n_fft))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::ratio][:n_frames]
+    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+    loudness = 20.0 * np.log10(np.maximum(rms, 1e-10))
+    spectrum = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1))
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / samplerate)
+    power = spectrum.sum(axis=1)
+    centroid = np.where(power > 1e-9, spectrum @ freqs / np.maximum(power, 1e-12), 0.0)
+    return loudness.astype(np.float32), centroid.astype(np.float32)
+
+
+def latent_walk(
+    n_frames: int, latent_size: int, *, seed: int, std: float = 1.0
+) -> NDArray[np.float32]:
+    """A smooth random walk through the latent space, std ``std`` per dimension.
+
+    Decoder-only models have no encoder to place a corpus; a smooth walk (rather than
+    independent draws) keeps a streaming decoder's internal state consistent with each frame.
+    """
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(n_frames + 64, latent_size))
+    # One-pole low-pass over ~8 frames, then rescale to unit variance per dimension.
+    alpha = 1.0 / 8.0
+    walk = np.empty_like(noise)
+    acc = np.zeros(latent_size)
+    for i in range(noise.shape[0]):
+        acc += alpha * (noise[i] - acc)
+        walk[i] = acc
+    walk = walk[64:]
+    walk = (walk - walk.mean(axis=0)) / np.maximum(walk.std(axis=0), 1e-9)
+    return (walk * std).astype(np.float32)
+
+
+@dataclass
+class Frames:
+    """Everything known per latent frame before the 2-D fit."""
+
+    latents: NDArray[np.float32]
+    source_index: NDArray[np.int32]
+    time_s: NDArray[np.float32]
+    loudness_db: NDArray[np.float32]
+    centroid_hz: NDArray[np.float32]
+    source_files: list[str]
+
+
+def encode_corpus(
+    model: NnModel, files: list[Path], *, root: Path | None, chunk_frames: int = 512
+) -> Frames:
+    """Encode every file, chunk by chunk, with a tqdm progress bar."""
+    from tqdm import tqdm
+
+    parts: list[tuple[NDArray[np.float32], ...]] = []
+    names: list[str] = []
+    for index, path in enumerate(tqdm(files, desc="encoding", unit="file")):
+        audio = read_mono(path, samplerate=model.samplerate)
+        n = -(-len(audio) // model.ratio) * model.ratio  # ceil to whole frames
+        audio = np.pad(audio, (0, n - len(audio)))
+        if n == 0:
+            continue
+        step = chunk_frames * model.ratio
+        z = np.concatenate([model.encode(audio[s : s + step]) for s in range(0, n, step)])
+        loud, cent = frame_descriptors(audio, ratio=model.ratio, samplerate=model.samplerate)
+        m = min(len(z), len(loud))
+        t = np.arange(m, dtype=np.float32) * model.ratio / model.samplerate
+        parts.append((z[:m], np.full(m, index, np.int32), t, loud[:m], cent[:m]))
+        names.append(str(path.relative_to(root)) if root and root in path.parents else path.name)
+    if not parts:
+        raise MapBuildError("the corpus is empty: every file had zero samples")
+    cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
+    return Frames(*cols, source_files=names)  # type: ignore[arg-type]
+
+
+def sample_decoder(
+    model: NnModel, n_frames: int, *, seed: int, std: float = 1.0, chunk_frames: int = 256
+) -> Frames:
+    """Decode a smooth latent walk of ``n_frames`` and describe what came out."""
+    from tqdm import tqdm
+
+    z = latent_walk(n_frames, model.latent_size, seed=seed, std=std)
+    audio = np.concatenate(
+        [
+            model.decode(z[s : s + chunk_frames])
+            for s in tqdm(range(0, n_frames, chunk_frames), desc="decoding", unit="chunk")
+        ]
+    )
+    loud, cent = frame_descriptors(audio, ratio=model.ratio, samplerate=model.samplerate)
+    t = np.arange(n_frames, dtype=np.float32) * model.ratio / model.samplerate
+    return Frames(
+        z, np.zeros(n_frames, np.int32), t, loud[:n_frames], cent[:n_frames], [SAMPLED_SOURCE]
+    )
+
+
+def select_frames(frames: Frames, *, max_points: int, min_db: float | None, seed: int) -> Frames:
+    """Drop silence (below ``min_db``) and exact duplicate latents, then subsample evenly.
+
+    Duplicate latents (digital silence, held notes) would make the map's inverse ambiguous.
+    """
+    keep = np.ones(len(frames.latents), bool)
+    if min_db is not None:
+        loud_enough = frames.loudness_db >= min_db
+        if loud_enough.sum() >= 2:  # an all-quiet corpus keeps everything
+            keep &= loud_enough
+    idx = np.flatnonzero(keep)
+    _, first = np.unique(frames.latents[idx], axis=0, return_index=True)
+    idx = idx[np.sort(first)]
+    if len(idx) > max_points:
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.choice(idx, size=max_points, replace=False))
+    return Frames(
+        frames.latents[idx],
+        frames.source_index[idx],
+        frames.time_s[idx],
+        frames.loudness_db[idx],
+        frames.centroid_hz[idx],
+        frames.source_files,
+    )
+
+
+# ---------------------------------------------------------------------- the 2-D fit
+def fit_layout(
+    latents: NDArray[np.float32], fit: FitParams
+) -> tuple[NDArray[np.float64], dict[str, Any]]:
+    """Fit 2-D positions to ``latents``; return them and what was actually used."""
+    n = len(latents)
+    info: dict[str, Any] = {"method": fit.method, "seed": fit.seed}
+    start = time.perf_counter()
+    # UMAP's spectral initialisation needs a handful of points; below that PCA is the honest fit.
+    if fit.method == "pca" or n <= max(4, fit.n_neighbors // 3):
+        info["method"] = "pca"
+        xy = _pca2(latents)
+    else:
+        import umap  # heavy: numba compile on the first fit of the process
+
+        n_neighbors = min(fit.n_neighbors, n - 1)
+        with warnings.catch_warnings():
+            # "n_jobs value 1 overridden to 1 by setting random_state": reproducibility wins.
+            warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
+            reducer = umap.UMAP(
+                n_components=2,
+                n_neighbors=n_neighbors,
+                min_dist=fit.min_dist,
+                metric=fit.metric,
+                random_state=fit.seed,
+            )
+            xy = np.asarray(reducer.fit_transform(latents), dtype=np.float64)
+        info.update(
+            n_neighbors=n_neighbors,
+            min_dist=fit.min_dist,
+            metric=fit.metric,
+            umap_version=_version("umap-learn"),
+        )
+    info["fit_s"] = round(time.perf_counter() - start, 3)
+    return xy, info
+
+
+def _pca2(latents: NDArray[np.float32]) -> NDArray[np.float64]:
+    x = latents.astype(np.float64) - latents.mean(axis=0)
+    if x.shape[1] == 1:
+        return np.column_stack([x[:, 0], np.zeros(len(x))])
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import version
+
+    try:
+        return version(dist)
+    except Exception:
+        return "unknown"
+
+
+# ---------------------------------------------------------------------- the whole build
+def build_map(
+    model_path: str | os.PathLike[str],
+    audio_dir: str | os.PathLike[str] | None,
+    out: str | os.PathLike[str],
+    *,
+    fit: FitParams = FitParams(),
+    max_points: int = 20000,
+    min_db: float | None = -60.0,
+    sample_frames: int = 10000,
+) -> LatentMap:
+    """Encode (or sample), describe, fit and save a map; return it.
+
+    Parameters
+    ----------
+    model_path : path-like
+        TorchScript model with the nn~ interface.
+    audio_dir : path-like or None
+        Corpus folder (or one file). ``None``, or a decoder-only model, samples the latent space.
+    out : path-like
+        Where to write the ``.npz``.
+    fit : FitParams
+        Layout parameters.
+    max_points : int
+        Most points kept (evenly subsampled beyond that).
+    min_db : float or None
+        Frames quieter than this (RMS dBFS) are left out; ``None`` keeps all.
+    sample_frames : int
+        Frames decoded when sampling the latent space.
+    """
+    started = time.perf_counter()
+    model = NnModel.load(model_path)
+    if audio_dir is not None and model.has_encode:
+        root = Path(audio_dir)
+        frames = encode_corpus(model, audio_files(root), root=root if root.is_dir() else None)
+        corpus: dict[str, Any] = {"audio_dir": str(audio_dir), "files": len(frames.source_files)}
+    else:
+        if audio_dir is not None:
+            print(
+                f"{model.name} has no encode(): sampling its latent space instead", file=sys.stderr
+            )
+        frames = sample_decoder(model, sample_frames, seed=fit.seed)
+        corpus = {"sampled_frames": sample_frames, "std": 1.0}
+    n_total = len(frames.latents)
+    frames = select_frames(frames, max_points=max_points, min_db=min_db, seed=fit.seed)
+    print(f"fitting {fit.method} on {len(frames.latents)} of {n_total} frames", file=sys.stderr)
+    raw, fit_info = fit_layout(frames.latents, fit)
+    xy, bbox = normalise_xy(raw)
+    params = {
+        "model": {
+            "name": model.name,
+            "path": str(model_path),
+            "samplerate": model.samplerate,
+            "ratio": model.ratio,
+            "latent_size": model.latent_size,
+            "encoded": bool(audio_dir is not None and model.has_encode),
+        },
+        "corpus": dict(corpus, frames_total=n_total, min_db=min_db, max_points=max_points),
+        "fit": fit_info,
+        "bbox": bbox.tolist(),
+        "build_s": round(time.perf_counter() - started, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    result = LatentMap(
+        latents=frames.latents,
+        xy=xy,
+        k=fit.k,
+        source_files=frames.source_files,
+        source_index=frames.source_index,
+        time_s=frames.time_s,
+        loudness_db=frames.loudness_db,
+        centroid_hz=frames.centroid_hz,
+        params=params,
+    )
+    result.save(out)
+    return result
+
+
+# ---------------------------------------------------------------------- cache for first run
+def cache_path(model_path: str | os.PathLike[str]) -> Path:
+    """Where the map built on first run for ``model_path`` is cached (keyed by file content)."""
+    path = Path(model_path)
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sillage" / "maps"
+    return base / f"{path.stem}-{digest.hexdigest()[:12]}.map.npz"
+
+
+def default_map_for(model_path: str | os.PathLike[str]) -> Path | None:
+    """The map shipped next to a model (``NAME.map.npz``) or cached for it, if either exists."""
+    path = Path(model_path)
+    shipped = path.with_name(path.stem + ".map.npz")
+    if shipped.is_file():
+        return shipped
+    cached = cache_path(path) if path.is_file() else None
+    return cached if cached is not None and cached.is_file() else None
+
+
+def start_cached_build(
+    model_path: str | os.PathLike[str], audio_dir: str | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Build and cache a model's map in a separate process (UMAP's compile stays out of ours)."""
+    out = cache_path(model_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "ui.map", "build", "--model", str(model_path), "--out", str(out)]
+    if audio_dir:
+        cmd.insert(-2, str(audio_dir))
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(cmd, cwd=root)
+    return proc, out
+
+
+def iter_summary(m: LatentMap) -> Iterator[str]:
+    """Lines describing a map, for ``python -m ui.map info``."""
+    yield f"points      {m.n_points}"
+    yield f"latent size {m.latent_size}"
+    yield f"k           {m.k}"
+    yield f"sources     {len(m.source_files)}"
+    yield f"labels      {', '.join(m.labels) or '-'}"
+    yield f"regions     {', '.join(m.regions) or '-'}"
+    yield "params      " + json.dumps(m.params, indent=2).replace("\n", "\n            ")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m ui.map", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="encode a corpus and fit a map")
+    b.add_argument(
+        "audio_dir", nargs="?", help="corpus folder or file (omit to sample the latent space)"
+    )
+    b.add_argument("--model", required=True, help="TorchScript model with the nn~ interface")
+    b.add_argument("--out", required=True, help="output MAP.npz")
+    b.add_argument("--method", choices=("umap", "pca"), default="umap")
+    b.add_argument("--neighbors", type=int, default=15, help="UMAP n_neighbors (default 15)")
+    b.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist (default 0.1)")
+    b.add_argument("--metric", default="euclidean")
+    b.add_argument("--k", type=int, default=DEFAULT_K, help="neighbours for the live transforms")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--max-points", type=int, default=20000)
+    b.add_argument("--min-db", type=float, default=-60.0, help="leave out quieter frames")
+    b.add_argument("--keep-silence", action="store_true", help="keep every frame")
+    b.add_argument("--sample-frames", type=int, default=10000, help="frames when sampling")
+    i = sub.add_parser("info", help="describe a map file")
+    i.add_argument("map")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "info":
+            for line in iter_summary(LatentMap.load(args.map)):
+                print(line)
+            return
+        fit = FitParams(
+            method=args.method,
+            n_neighbors=args.neighbors,
+            min_dist=args.min_dist,
+            metric=args.metric,
+            seed=args.seed,
+            k=args.k,
+        )
+        m = build_map(
+            args.model,
+            args.audio_dir,
+            args.out,
+            fit=fit,
+            max_points=args.max_points,
+            min_db=None if args.keep_silence else args.min_db,
+            sample_frames=args.sample_frames,
+        )
+        print(
+            f"wrote {args.out}: {m.n_points} points, latent size {m.latent_size}, "
+            f"{m.params['fit']['method']} fit {m.params['fit']['fit_s']} s, "
+            f"build {m.params['build_s']} s"
+        )
+    except (MapBuildError, OSError, ValueError) as e:
+        parser.exit(1, f"{type(e).__name__}: {e}\n")
+
+
+if __name__ == "__main__":
+    main()
