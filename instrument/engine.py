@@ -1,0 +1,380 @@
+"""The decode loop: one model frame at a time, the same live and offline.
+
+Per frame at audio time t (decode worker):
+  1. drain events with time ≤ t; core ``/sillage/...`` ones update :class:`ControlState`,
+     the others go to the patch's controller;
+  2. the controller gives the target latent; scale around the centre;
+  3. the trajectory smooths, clamps and NaN-guards it;
+  4. the model decodes one frame; gain (ramped) and the safety limiter follow;
+  5. the frame (resampled to the device rate when needed) is returned to the driver, which
+     writes it into the ring buffer (live) or the file (offline).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from instrument.control import ControlState, Outgoing
+from instrument.events import Event
+from instrument.limiter import SafetyLimiter, db_to_gain
+from instrument.metrics import Metrics, Reporter
+from instrument.patch import Patch
+from instrument.protocol import PREFIX, OSCInputError, validate
+from instrument.runtime import ModelRuntime
+from instrument.trajectory import Trajectory
+
+PANIC_FADE_OUT_S = 0.05
+PANIC_FADE_IN_S = 0.3
+
+
+class EventSource(Protocol):
+    def drain(self, until: float) -> list[Event]: ...
+
+
+class LatentMapLike(Protocol):
+    latent_size: int
+
+    def to_xy(self, z: np.ndarray) -> tuple[float, float]: ...
+
+    def to_latent(self, x: float, y: float) -> np.ndarray: ...
+
+
+@dataclass
+class Swap:
+    """A model and/or patch loaded off the decode worker, applied at a frame boundary."""
+
+    runtime: ModelRuntime | None = None
+    patch: Patch | None = None
+    latent_map: LatentMapLike | None = None
+
+
+class Resampler:
+    """Model rate → device rate, streaming, via soxr (a kept library, not hand-written)."""
+
+    def __init__(self, in_rate: int, out_rate: int, channels: int) -> None:
+        import soxr
+
+        self._stream = soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality="HQ")
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return np.asarray(self._stream.resample_chunk(frame), dtype=np.float32).reshape(-1, frame.shape[1])
+
+
+class DecodeLoop:
+    """Events → latent → audio, one model frame per :meth:`step`.
+
+    Parameters
+    ----------
+    runtime : ModelRuntime
+    patch : Patch
+    source : EventSource
+        ``EventQueue`` live, ``ScoreSource`` offline.
+    samplerate : int
+        Output (device) rate; frames are resampled from the model rate when they differ.
+    request_load : callable, optional
+        Called with ``(kind, arg)`` for ``/sillage/model`` and ``/sillage/patch``. Live, it hands
+        the loading to a side thread that later calls :meth:`swap` through the event queue;
+        offline (None) the loop loads synchronously, so renders stay deterministic.
+    """
+
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        patch: Patch,
+        source: EventSource,
+        *,
+        samplerate: int | None = None,
+        out_channels: int | None = None,
+        reporter: Reporter | None = None,
+        metrics: Metrics | None = None,
+        latent_map: LatentMapLike | None = None,
+        request_load: Callable[[str, str], None] | None = None,
+        load_patch: Callable[[str, ModelRuntime], Patch] | None = None,
+        on_tag: Callable[[float, str], None] | None = None,
+        on_record: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.reporter = reporter or Reporter()
+        self.metrics = metrics or Metrics()
+        self.latent_map = latent_map
+        self.request_load = request_load
+        self.load_patch = load_patch
+        self.on_tag = on_tag
+        self.on_record = on_record
+        self.samplerate = samplerate or runtime.info.samplerate
+        self.out_channels = out_channels or runtime.info.channels
+        self.outbox: list[Outgoing] = []
+        self.frame_index = 0
+        self.t = 0.0  # audio time of the next frame's start, seconds at the output rate
+        self._gain = 1.0
+        self._panic: tuple[int, int] | None = None  # (frames into panic, fade-out frames)
+        self._fade_in_left = 0
+        self._fade_in_total = 0
+        self.last_arrival = math.nan
+        self._install(runtime, patch)
+        self.state.gain_db = float(patch.engine.get("gain_db", 0.0))
+        self._gain = db_to_gain(self.state.gain_db)
+
+    # --- set-up and swaps ---------------------------------------------------------------
+    def _install(self, runtime: ModelRuntime, patch: Patch) -> None:
+        info = runtime.info
+        self.runtime = runtime
+        self.info = info
+        old = getattr(self, "state", None)
+        self.state = ControlState(info.latent_size)
+        self.trajectory = getattr(self, "trajectory", None) or Trajectory(info.latent_size, info.frame_s)
+        self.trajectory.frame_s = info.frame_s
+        if self.trajectory.latent_size != info.latent_size:
+            self.trajectory.resize(info.latent_size)
+        if old is not None:
+            n = min(old.latent_size, info.latent_size)
+            self.state.target[:n] = old.target[:n]
+            self.state.centre[:n] = old.centre[:n]
+            self.state.scale, self.state.gain_db = old.scale, old.gain_db
+            self.state.smoothing_ms = old.smoothing_ms
+        self.limiter = getattr(self, "limiter", None) or SafetyLimiter(samplerate=self.samplerate)
+        self.resampler = (
+            Resampler(info.samplerate, self.samplerate, info.channels)
+            if info.samplerate != self.samplerate
+            else None
+        )
+        self._apply_patch(patch)
+
+    def _apply_patch(self, patch: Patch) -> None:
+        self.patch = patch
+        self.controller = patch.controller
+        eng = patch.engine
+        if "smoothing_ms" in eng:
+            self.state.smoothing_ms = eng["smoothing_ms"]
+        if "scale" in eng:
+            self.state.scale = float(eng["scale"])
+        if "centre" in eng:
+            c = np.asarray(eng["centre"], dtype=float)[: self.info.latent_size]
+            self.state.centre[: c.size] = c
+
+    def swap(self, swap: Swap) -> None:
+        """Apply a loaded model/patch at this frame boundary (decode worker)."""
+        if swap.latent_map is not None:
+            self.latent_map = swap.latent_map
+        if swap.runtime is not None:
+            old_runtime = self.runtime
+            self._install(swap.runtime, swap.patch or self.patch)
+            self._crossfade_from = old_runtime
+        elif swap.patch is not None:
+            self._apply_patch(swap.patch)
+
+    _crossfade_from: ModelRuntime | None = None
+
+    # --- events -------------------------------------------------------------------------
+    def _handle(self, event: Event) -> None:
+        address = event.address
+        if not address.startswith(PREFIX + "/") or address.startswith(PREFIX + "/learn"):
+            try:
+                self.controller.on_event(event, self.state)
+            except Exception as exc:  # a mapping bug must not stop the sound
+                self.reporter.reject("mapping", f"{address}: {type(exc).__name__}: {exc}")
+            return
+        if address == PREFIX + "/_swap":
+            self.swap(event.args[0])
+            return
+        try:
+            entry, index, args = validate(address, event.args)
+        except OSCInputError as exc:
+            self.reporter.reject(exc.kind, str(exc))
+            return
+        st = self.state
+        path = entry.path
+        if path == "/sillage/latent/<i>":
+            assert index is not None
+            if index >= st.latent_size:
+                self.reporter.reject(
+                    "range", f"{address}: this model has {st.latent_size} latent dimensions (0..{st.latent_size - 1})"
+                )
+                return
+            st.target[index] = args[0]
+        elif path == "/sillage/latent":
+            n = min(len(args), st.latent_size)
+            st.target[:n] = args[:n]
+        elif path == "/sillage/centre":
+            n = min(len(args), st.latent_size)
+            st.centre[:n] = args[:n]
+        elif path == "/sillage/xy":
+            if self.latent_map is None:
+                self.reporter.reject("no_map", "/sillage/xy needs a map: start with --map MAP.npz (or a model with its .map.npz)")
+                return
+            z = self.latent_map.to_latent(args[0], args[1])
+            n = min(len(z), st.latent_size)
+            st.target[:n] = z[:n]
+            st.xy = (args[0], args[1])
+        elif path == "/sillage/scale":
+            st.scale = args[0]
+        elif path == "/sillage/smoothing_ms":
+            st.smoothing_ms = args[0]
+        elif path == "/sillage/gain_db":
+            st.gain_db = args[0]
+        elif path == "/sillage/panic":
+            fade = max(1, round(PANIC_FADE_OUT_S / self.info.frame_s))
+            self._panic = (0, fade)
+        elif path in ("/sillage/model", "/sillage/patch"):
+            kind = path.rsplit("/", 1)[1]
+            if self.request_load is not None:
+                self.request_load(kind, args[0])
+            else:
+                self._load_now(kind, args[0])
+        elif path == "/sillage/tag":
+            if self.on_tag is not None:
+                self.on_tag(self.t, args[0])
+        elif path == "/sillage/record":
+            if self.on_record is not None:
+                self.on_record(bool(args[0]))
+        # subscribe/label: handled by the OSC side (they change no sound)
+
+    def _load_now(self, kind: str, arg: str) -> None:
+        from instrument.patch import PatchError
+        from instrument.runtime import ModelError
+
+        try:
+            if kind == "model":
+                runtime = ModelRuntime(arg)
+                patch = self.load_patch(self.patch.name if self.patch.path else "default", runtime) if self.load_patch else None
+                self.swap(Swap(runtime=runtime, patch=patch))
+            elif self.load_patch is not None:
+                self.swap(Swap(patch=self.load_patch(arg, self.runtime)))
+        except (ModelError, PatchError) as exc:
+            self.reporter.reject(kind, str(exc))
+
+    # --- the frame ----------------------------------------------------------------------
+    def step(self) -> np.ndarray:
+        """Compute one model frame. Runs on the decode worker.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, out_channels), float32
+            ``ratio`` samples at the model rate, or about that many after resampling.
+        """
+        events = self.source.drain(self.t)
+        arrival = math.nan
+        for event in events:
+            self._handle(event)
+            if not math.isnan(event.arrival) and not (arrival <= event.arrival):
+                arrival = event.arrival
+        self.last_arrival = arrival
+        st = self.state
+        st.t = self.t
+        try:
+            target = np.asarray(self.controller.target(self.t, st), dtype=float)
+        except Exception as exc:
+            self.reporter.reject("mapping", f"{self.controller.name}: {type(exc).__name__}: {exc}")
+            target = st.target
+        if target.shape != (st.latent_size,):
+            self.reporter.reject("mapping", f"{self.controller.name} returned shape {target.shape}, expected ({st.latent_size},)")
+            target = st.target
+        if st.scale != 1.0:
+            target = st.centre + st.scale * (target - st.centre)
+        rejected_before = self.trajectory.rejected
+        z = self.trajectory.step(target, st.smoothing_ms)
+        if self.trajectory.rejected != rejected_before:
+            self.reporter.reject("nan", "the target latent had NaN/inf; held the last good latent")
+        gain_from, gain_to = self._gain, db_to_gain(st.gain_db)
+        gain_from, gain_to = self._panic_gains(gain_from, gain_to)
+
+        z32 = z.astype(np.float32)[:, None]
+        t0 = time.perf_counter()
+        audio = self.runtime.decode(z32)
+        if self._crossfade_from is not None:
+            audio = self._crossfade(audio, z32)
+        self.metrics.decode_s.add(time.perf_counter() - t0)
+
+        frame = np.ascontiguousarray(audio.T, dtype=np.float32)
+        n = frame.shape[0]
+        if gain_from == gain_to:
+            if gain_to != 1.0:
+                frame *= gain_to
+        else:
+            frame *= np.linspace(gain_from, gain_to, n, endpoint=False, dtype=np.float32)[:, None] if n > 1 else gain_to
+        self._gain = gain_to if self._panic is None else self._gain
+        frame = self.limiter.process(frame)
+        if self.resampler is not None:
+            frame = self.resampler(frame)
+        if self.out_channels != frame.shape[1]:
+            frame = self._match_channels(frame)
+        self.outbox = self.controller.outbox()
+        self.frame_index += 1
+        self.metrics.frames += 1
+        self.t += self.info.frame_s
+        return frame
+
+    def _panic_gains(self, gain_from: float, gain_to: float) -> tuple[float, float]:
+        """Panic: fade out, send the latent home, reset the patch, fade back in."""
+        if self._panic is not None:
+            k, total = self._panic
+            g0 = gain_from * (1.0 - k / total)
+            g1 = gain_from * (1.0 - (k + 1) / total)
+            if k + 1 >= total:
+                self._panic = None
+                st = self.state
+                st.target = st.centre.copy()
+                self.trajectory.jump(st.centre)
+                try:
+                    self.controller.reset(st)
+                except Exception as exc:
+                    self.reporter.reject("mapping", f"reset: {type(exc).__name__}: {exc}")
+                self._fade_in_total = max(1, round(PANIC_FADE_IN_S / self.info.frame_s))
+                self._fade_in_left = self._fade_in_total
+                self._gain = 0.0
+                return g0, 0.0
+            self._panic = (k + 1, total)
+            return g0, max(g1, 0.0)
+        if self._fade_in_left > 0:
+            done = self._fade_in_total - self._fade_in_left
+            g0 = gain_to * done / self._fade_in_total
+            g1 = gain_to * (done + 1) / self._fade_in_total
+            self._fade_in_left -= 1
+            return g0, g1
+        return gain_from, gain_to
+
+    def _crossfade(self, audio: np.ndarray, z32: np.ndarray) -> np.ndarray:
+        old = self._crossfade_from
+        self._crossfade_from = None
+        assert old is not None
+        if old.info.samplerate != self.info.samplerate or old.info.channels != self.info.channels:
+            return audio  # the gain fade-in below covers it
+        z_old = np.zeros((old.info.latent_size, 1), dtype=np.float32)
+        n = min(old.info.latent_size, z32.shape[0])
+        z_old[:n] = z32[:n]
+        prev = old.decode(z_old)
+        m = min(prev.shape[1], audio.shape[1])
+        w = np.linspace(0.0, 1.0, m, dtype=np.float32)
+        mixed = audio.copy()
+        mixed[:, :m] = prev[:, :m] * (1.0 - w) + audio[:, :m] * w
+        return mixed
+
+    def _match_channels(self, frame: np.ndarray) -> np.ndarray:
+        if frame.shape[1] == 1:
+            return np.repeat(frame, self.out_channels, axis=1)
+        if self.out_channels == 1:
+            return frame.mean(axis=1, keepdims=True)
+        out = np.zeros((frame.shape[0], self.out_channels), dtype=np.float32)
+        m = min(self.out_channels, frame.shape[1])
+        out[:, :m] = frame[:, :m]
+        return out
+
+    def played_latent(self) -> np.ndarray:
+        return self.trajectory.z
+
+    def describe(self) -> dict[str, Any]:
+        i = self.info
+        return {
+            "model": i.name,
+            "samplerate": i.samplerate,
+            "ratio": i.ratio,
+            "latent_size": i.latent_size,
+            "channels": i.channels,
+            "patch": self.patch.name,
+        }

@@ -1,0 +1,60 @@
+"""Output safety: a bad frame never blasts the speakers.
+
+Per frame (decode worker): non-finite samples zero the frame (counted); a peak limiter with
+instant attack and smooth release keeps peaks under the ceiling; a final clip guarantees it.
+Gain changes ramp across the frame so gain moves do not click.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def db_to_gain(db: float) -> float:
+    return float(10.0 ** (db / 20.0))
+
+
+class SafetyLimiter:
+    """Peak limiter for frames of shape (n_samples, channels), float32.
+
+    Parameters
+    ----------
+    samplerate : int
+    ceiling_db : float
+        Peaks never exceed this (dBFS).
+    release_ms : float
+        Time constant of the gain's return to 1 after a loud frame.
+    """
+
+    def __init__(self, *, samplerate: int, ceiling_db: float = -1.0, release_ms: float = 150.0):
+        self.ceiling = db_to_gain(ceiling_db)
+        self.release_s = release_ms / 1000.0
+        self.samplerate = samplerate
+        self.gain = 1.0
+        self.bad_frames = 0
+        self.limited_frames = 0
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        """Limit one frame in place and return it. Runs on the decode worker."""
+        if not np.all(np.isfinite(frame)):
+            self.bad_frames += 1
+            frame[:] = 0.0
+            return frame
+        peak = float(np.max(np.abs(frame))) if frame.size else 0.0
+        needed = min(1.0, self.ceiling / peak) if peak > 0 else 1.0
+        if needed < self.gain:
+            new = needed  # instant attack: the whole frame at the safe gain
+            start = needed
+        else:
+            n = frame.shape[0]
+            new = needed + (self.gain - needed) * math.exp(-n / self.samplerate / self.release_s)
+            start = self.gain
+        if new < 1.0 or start < 1.0:
+            self.limited_frames += 1
+            ramp = np.linspace(start, new, frame.shape[0], dtype=np.float32)
+            frame *= ramp[:, None]
+        self.gain = new
+        np.clip(frame, -self.ceiling, self.ceiling, out=frame)
+        return frame

@@ -1,0 +1,98 @@
+"""Metrics and rate-limited error reports.
+
+Counters are plain attributes written by one thread and read by others (a word-sized read of
+a Python int/float is atomic under the GIL); nothing here locks on the decode worker.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+
+
+class Window:
+    """The last ``size`` values of a measure (a preallocated ring, no allocation per add)."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._values = np.full(size, np.nan)
+        self._pos = 0
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        self._values[self._pos] = value
+        self._pos = (self._pos + 1) % len(self._values)
+        self.count += 1
+
+    def values(self) -> np.ndarray:
+        v = self._values
+        return v[np.isfinite(v)]
+
+    def percentile(self, q: float) -> float:
+        v = self.values()
+        return float(np.percentile(v, q)) if v.size else float("nan")
+
+
+class Metrics:
+    """What the live line, the state messages and the benchmarks read."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.underruns = 0  # ring ran dry: rtmixer dropped the playback action
+        self.device_underflows = 0  # PortAudio's own output underflow flags
+        self.decode_s = Window()
+        self.latency_s = Window(512)
+        self.ring_fill = 0
+        self.ring_capacity = 0
+        self.rms_db = -120.0
+        self.peak_db = -120.0
+
+    def decode_ms(self) -> tuple[float, float]:
+        return self.decode_s.percentile(50) * 1e3, self.decode_s.percentile(99) * 1e3
+
+    def latency_ms(self) -> tuple[float, float]:
+        """Median and jitter (standard deviation) of control→sound latency, ms."""
+        v = self.latency_s.values()
+        if not v.size:
+            return float("nan"), float("nan")
+        return float(np.median(v) * 1e3), float(np.std(v) * 1e3)
+
+
+class Reporter:
+    """Counts rejected input per kind; prints at most one line per kind per ``interval_s``.
+
+    ``sink`` also receives each printed message (e.g. to send ``/sillage/state/error``).
+    """
+
+    def __init__(self, *, interval_s: float = 1.0, stream: object = None,
+                 sink: Callable[[str], None] | None = None) -> None:
+        self.counts: Counter[str] = Counter()
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+        self.stream = stream
+        self.sink = sink
+        self.last_message = ""
+
+    def reject(self, kind: str, message: str) -> None:
+        self.counts[kind] += 1
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e9) < self.interval_s:
+            self._suppressed[kind] += 1
+            return
+        more = self._suppressed.pop(kind, 0)
+        self._last[kind] = now
+        text = f"sillage: rejected ({kind}): {message}"
+        if more:
+            text += f"  [+{more} more {kind} since last report]"
+        self.last_message = text
+        print(text, file=self.stream or sys.stderr, flush=True)
+        if self.sink is not None:
+            self.sink(text)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())

@@ -1,0 +1,396 @@
+"""The one OSC address table of Sillage.
+
+Every address the engine accepts or sends is declared here once. The OSC server validates
+against it, ``docs/osc.md`` and the Max/Pd companion patches are generated from it
+(``python -m patches.generate``), so the server, the docs and the patches cannot drift.
+
+Types follow OSC type tags: ``f`` a number (any numeric OSC type is accepted and cast to
+float), ``i`` an integer (floats with an integral value are accepted), ``s`` a string,
+``f*`` one or more numbers, ``""`` no argument. Ranges are inclusive; a value outside its
+range is rejected with a message (never clamped silently), except where ``clamp`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+PREFIX = "/sillage"
+DEFAULT_OSC_PORT = 7770
+DEFAULT_STATE_PORT = 7771
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One OSC address: what it takes, what it does.
+
+    ``path`` may end in ``/<i>`` (an integer index, e.g. a latent dimension).
+    ``direction`` is ``"in"`` (to the engine) or ``"out"`` (state the engine sends).
+    """
+
+    path: str
+    types: str
+    doc: str
+    range: tuple[float, float] | None = None
+    default: Any = None
+    example: str = ""
+    direction: str = "in"
+    group: str = "play"
+    clamp: bool = False
+    names: tuple[str, ...] = field(default_factory=tuple)
+
+
+# The table. Keep it sorted by group; the docs and patches follow this order.
+ADDRESSES: tuple[Address, ...] = (
+    # --- play --------------------------------------------------------------------------
+    Address(
+        "/sillage/latent",
+        "f*",
+        "Set the whole latent target, one number per dimension (fewer numbers set the first "
+        "dimensions and leave the others). Smoothed by the trajectory, clamped to the latent "
+        "range.",
+        range=(-8.0, 8.0),
+        default=0.0,
+        example="/sillage/latent 0.5 -1.2 0 0 0 0 0 0",
+        names=("z",),
+    ),
+    Address(
+        "/sillage/latent/<i>",
+        "f",
+        "Set one latent dimension <i> (0-based).",
+        range=(-8.0, 8.0),
+        default=0.0,
+        example="/sillage/latent/0 1.5",
+        names=("value",),
+    ),
+    Address(
+        "/sillage/xy",
+        "ff",
+        "Move to a position on the latent map (0..1 on both axes, the map's bounding box). "
+        "Needs a map (the default model ships one); the latent is interpolated from the "
+        "nearest map points.",
+        range=(0.0, 1.0),
+        default=0.5,
+        example="/sillage/xy 0.25 0.75",
+        names=("x", "y"),
+    ),
+    Address(
+        "/sillage/centre",
+        "f*",
+        "Set the latent centre that mappings move around (and where panic returns).",
+        range=(-8.0, 8.0),
+        default=0.0,
+        example="/sillage/centre 0 0 0 0 0 0 0 0",
+        names=("z",),
+    ),
+    Address(
+        "/sillage/scale",
+        "f",
+        "Scale the latent around the centre. Values above 1 go beyond the corpus on purpose "
+        "(divergent use).",
+        range=(0.0, 8.0),
+        default=1.0,
+        example="/sillage/scale 2",
+        names=("scale",),
+    ),
+    Address(
+        "/sillage/smoothing_ms",
+        "f",
+        "Latent smoothing time constant in milliseconds (0 = jump; jumps are still de-clicked).",
+        range=(0.0, 10000.0),
+        default=30.0,
+        example="/sillage/smoothing_ms 80",
+        names=("ms",),
+    ),
+    Address(
+        "/sillage/gain_db",
+        "f",
+        "Output gain in dB. The safety limiter stays after it.",
+        range=(-96.0, 12.0),
+        default=0.0,
+        example="/sillage/gain_db -6",
+        names=("db",),
+        clamp=True,
+    ),
+    Address(
+        "/sillage/panic",
+        "",
+        "Fade out, return the latent to the centre, reset filters; sound comes back when new "
+        "control arrives.",
+        example="/sillage/panic",
+        group="play",
+    ),
+    # --- session -----------------------------------------------------------------------
+    Address(
+        "/sillage/model",
+        "s",
+        "Load another model (path to a TorchScript .ts file); it warms up off the audio path "
+        "and replaces the current one at a frame boundary with a short crossfade.",
+        example="/sillage/model /path/to/model.ts",
+        group="session",
+        names=("path",),
+    ),
+    Address(
+        "/sillage/patch",
+        "s",
+        "Load a patch (name in patches/ or a path to a .toml file) without a click.",
+        example="/sillage/patch dancer-riot",
+        group="session",
+        names=("name",),
+    ),
+    Address(
+        "/sillage/tag",
+        "s",
+        "Mark this moment with a word (\"keep\", \"drop\", ...). Tags go to the session record "
+        "and can feed the next training round.",
+        example="/sillage/tag keep",
+        group="session",
+        names=("word",),
+    ),
+    Address(
+        "/sillage/record",
+        "i",
+        "1 starts recording the session (events and audio), 0 stops.",
+        range=(0, 1),
+        default=0,
+        example="/sillage/record 1",
+        group="session",
+        names=("on",),
+    ),
+    Address(
+        "/sillage/subscribe",
+        "i",
+        "Send state to this port on the sender's host (a Max [udpreceive] port). The sender's "
+        "own source port is never used: Max's [udpsend] sends from a random port.",
+        range=(1, 65535),
+        default=DEFAULT_STATE_PORT,
+        example="/sillage/subscribe 7771",
+        group="session",
+        names=("port",),
+    ),
+    Address(
+        "/sillage/unsubscribe",
+        "i",
+        "Stop sending state to this port on the sender's host.",
+        range=(1, 65535),
+        default=DEFAULT_STATE_PORT,
+        example="/sillage/unsubscribe 7771",
+        group="session",
+        names=("port",),
+    ),
+    # --- learn (regression by demonstration, MIDI learn) ---------------------------------
+    Address(
+        "/sillage/learn",
+        "s",
+        "Regression by demonstration: \"record\" pairs the current inputs with the current "
+        "latent, \"stop\" ends recording, \"train\", \"run\", \"pause\", \"clear\", "
+        "\"midi\" (learn: the next moved MIDI control is bound).",
+        example="/sillage/learn record",
+        group="learn",
+        names=("command",),
+    ),
+    # --- labels (shared with the UI) ------------------------------------------------------
+    Address(
+        "/sillage/label",
+        "sff",
+        "Create or move a named label on the map (x, y in 0..1); relayed to every subscriber.",
+        example="/sillage/label breath 0.3 0.6",
+        group="labels",
+        names=("name", "x", "y"),
+    ),
+    Address(
+        "/sillage/label/delete",
+        "s",
+        "Delete a named label; relayed to every subscriber.",
+        example="/sillage/label/delete breath",
+        group="labels",
+        names=("name",),
+    ),
+    # --- state out ---------------------------------------------------------------------
+    Address(
+        "/sillage/state/latent",
+        "f*",
+        "The latent being played (after smoothing), ~30 Hz.",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/xy",
+        "ff",
+        "The played latent's position on the map (0..1), when a map is loaded.",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/level",
+        "ff",
+        "Output level: RMS and peak in dBFS over the last state period.",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/underruns",
+        "i",
+        "Audio underruns since start (should stay 0).",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/latency_ms",
+        "ffffff",
+        "Control-to-sound latency: measured median, then the budget terms: frame wait, "
+        "prebuffer, audio block, device, model delay (ms).",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/decode_ms",
+        "ff",
+        "Decode time per frame, p50 and p99 (ms).",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/model",
+        "siii",
+        "The model playing: name, sample rate, ratio, latent size (sent on subscribe and on "
+        "every change).",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/label",
+        "sff",
+        "A label was created or moved (name, x, y).",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/label/delete",
+        "s",
+        "A label was deleted.",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/error",
+        "s",
+        "The last rejected input, with what was expected (rate-limited).",
+        direction="out",
+        group="state",
+    ),
+)
+
+INPUTS: tuple[Address, ...] = tuple(a for a in ADDRESSES if a.direction == "in")
+OUTPUTS: tuple[Address, ...] = tuple(a for a in ADDRESSES if a.direction == "out")
+
+
+class OSCInputError(ValueError):
+    """A message that does not match the table. ``kind`` names the class of fault."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def lookup(path: str) -> tuple[Address, int | None]:
+    """Find the table entry for ``path``; return it and the ``<i>`` index if any.
+
+    Raises
+    ------
+    OSCInputError
+        ``kind="unknown_address"`` when nothing matches.
+    """
+    entry = _EXACT.get(path)
+    if entry is not None:
+        return entry, None
+    head, _, tail = path.rpartition("/")
+    entry = _INDEXED.get(head)
+    if entry is not None:
+        if tail.isdigit():
+            return entry, int(tail)
+        raise OSCInputError(
+            "bad_index", f"{path}: expected {entry.path} with <i> a non-negative integer"
+        )
+    raise OSCInputError(
+        "unknown_address", f"unknown address {path!r}; see docs/osc.md for the address list"
+    )
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def validate(path: str, args: tuple[Any, ...] | list[Any]) -> tuple[Address, int | None, tuple[Any, ...]]:
+    """Check one incoming message against the table and normalise its arguments.
+
+    Numbers of any OSC type become ``float`` (``i`` arguments become ``int``); NaN, inf,
+    out-of-range values, wrong arity and wrong types raise :class:`OSCInputError` with a
+    message that quotes the value and says what was expected.
+    """
+    entry, index = lookup(path)
+    if entry.direction != "in":
+        raise OSCInputError("unknown_address", f"{path} is a state address the engine sends, not one it accepts")
+    want = entry.types
+    args = tuple(args)
+    variadic = want.endswith("*")
+    if variadic:
+        if len(args) < 1:
+            raise OSCInputError("arity", f"{path} expects one or more numbers, got none")
+        kinds = "f" * len(args)
+    else:
+        kinds = want
+        if len(args) != len(kinds):
+            raise OSCInputError(
+                "arity",
+                f"{path} expects {len(kinds)} argument(s) ({_describe(kinds)}), got {len(args)}: "
+                f"{_short(args)}; e.g. {entry.example}",
+            )
+    out: list[Any] = []
+    for k, (kind, value) in enumerate(zip(kinds, args)):
+        if kind == "s":
+            if not isinstance(value, str):
+                raise OSCInputError("type", f"{path} argument {k} must be a string, got {value!r}")
+            out.append(value)
+            continue
+        number = _as_float(value)
+        if number is None:
+            raise OSCInputError(
+                "type", f"{path} argument {k} must be a number, got {type(value).__name__} {value!r}"
+            )
+        if not math.isfinite(number):
+            raise OSCInputError("nan", f"{path} argument {k} is {number}; send a finite number")
+        if kind == "i":
+            if number != int(number):
+                raise OSCInputError("type", f"{path} argument {k} must be an integer, got {number}")
+            number = int(number)
+        if entry.range is not None:
+            lo, hi = entry.range
+            if not lo <= number <= hi:
+                if entry.clamp:
+                    number = min(max(number, lo), hi)
+                else:
+                    raise OSCInputError(
+                        "range", f"{path} argument {k} = {number} is outside [{lo:g}, {hi:g}]"
+                    )
+        out.append(number)
+    return entry, index, tuple(out)
+
+
+def _describe(kinds: str) -> str:
+    names = {"f": "number", "i": "integer", "s": "string"}
+    return ", ".join(names[k] for k in kinds) if kinds else "no arguments"
+
+
+def _short(args: tuple[Any, ...]) -> str:
+    text = repr(args)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+_EXACT = {a.path: a for a in ADDRESSES if not a.path.endswith("/<i>")}
+_INDEXED = {a.path[: -len("/<i>")]: a for a in ADDRESSES if a.path.endswith("/<i>")}

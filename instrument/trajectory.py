@@ -1,0 +1,69 @@
+"""Latent trajectory: per-dimension smoothing, clamping, NaN guard, panic.
+
+Runs on the decode worker, once per model frame. Plain numpy on arrays of a few dimensions:
+a one-pole per dimension is one multiply-add, cheaper than any filter library call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from instrument.control import LATENT_LIMIT
+
+
+class Trajectory:
+    """Smooths the target latent towards the played latent.
+
+    Parameters
+    ----------
+    latent_size : int
+    frame_s : float
+        Seconds per model frame (ratio / samplerate).
+    limit : float
+        Latent values are clamped to [-limit, limit].
+    """
+
+    def __init__(self, latent_size: int, frame_s: float, *, limit: float = LATENT_LIMIT) -> None:
+        self.latent_size = latent_size
+        self.frame_s = frame_s
+        self.limit = limit
+        self.z = np.zeros(latent_size)
+        self.rejected = 0
+        self._coef_cache: tuple[object, np.ndarray] | None = None
+
+    def _coef(self, smoothing_ms: float | np.ndarray) -> np.ndarray:
+        key = smoothing_ms if np.isscalar(smoothing_ms) else tuple(np.asarray(smoothing_ms).ravel())
+        if self._coef_cache is not None and self._coef_cache[0] == key:
+            return self._coef_cache[1]
+        tau_s = np.broadcast_to(np.asarray(smoothing_ms, dtype=float) / 1000.0, (self.latent_size,))
+        with np.errstate(divide="ignore"):
+            coef = np.where(tau_s > 0, np.exp(-self.frame_s / np.maximum(tau_s, 1e-12)), 0.0)
+        self._coef_cache = (key, coef)
+        return coef
+
+    def step(self, target: np.ndarray, smoothing_ms: float | np.ndarray) -> np.ndarray:
+        """Advance one frame towards ``target``; return the latent to decode. Decode worker.
+
+        A target with NaN or inf is rejected whole (counted in ``rejected``): the latent
+        holds where it was, so one bad value never jumps the sound.
+        """
+        if not np.all(np.isfinite(target)):
+            self.rejected += 1
+        else:
+            t = np.clip(target, -self.limit, self.limit)
+            a = self._coef(smoothing_ms)
+            self.z = a * self.z + (1.0 - a) * t
+        return self.z
+
+    def jump(self, z: np.ndarray) -> None:
+        """Set the played latent directly (after a panic fade-out, when nothing is heard)."""
+        self.z = np.clip(np.asarray(z, dtype=float), -self.limit, self.limit)
+
+    def resize(self, latent_size: int) -> None:
+        """A model with another latent size: keep the dimensions both share."""
+        z = np.zeros(latent_size)
+        n = min(latent_size, self.latent_size)
+        z[:n] = self.z[:n]
+        self.z = z
+        self.latent_size = latent_size
+        self._coef_cache = None

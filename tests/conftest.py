@@ -1,0 +1,31 @@
+"""Shared fixtures: scripted nn~-interface models, written once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def mono_model(model_dir: Path) -> Path:
+    from tests.modelfixtures import osc_model
+
+    return osc_model(model_dir / "osc-mono.ts", latent_size=4, ratio=64, channels=1)
+
+
+@pytest.fixture(scope="session")
+def stereo_model(model_dir: Path) -> Path:
+    from tests.modelfixtures import osc_model
+
+    return osc_model(model_dir / "osc-stereo.ts", latent_size=4, ratio=128, channels=2)
