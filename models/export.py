@@ -1,0 +1,257 @@
+"""Export a trained run to TorchScript with the nn~ interface, plus a TOML model card.
+
+``python -m models.export RUN_DIR --out MODEL.ts [--streaming]``
+
+The exported module has methods ``encode``, ``decode``, ``forward``; buffers
+``<method>_params = [in_channels, in_ratio, out_channels, out_ratio]`` (int64); attribute
+``sr``; ``get_methods()``, ``get_attributes()``, ``get_sample_rate()``; and, so a fine-tune
+can start from the file alone, the resolved config as JSON in ``model_config_json`` (the
+weights are the module's own state dict under ``model.``).
+"""
+
+import argparse
+import datetime as _dt
+import json
+import shlex
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, List  # noqa: UP035 - TorchScript needs typing.List here
+
+import torch
+from torch import nn
+
+from models.config import ModelConfig
+from models.errors import CheckpointError, ModelsError
+from models.layers import set_streaming
+from models.vae import VAE
+
+JIT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
+
+
+@contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Silence torch.jit's DeprecationWarnings (torch ≥ 2.9 warns on every entry point)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=JIT_DEPRECATION, category=DeprecationWarning)
+        yield
+
+
+def load_scripted(path: str | Path) -> torch.jit.ScriptModule:
+    """``torch.jit.load`` on CPU without the deprecation warning."""
+    with quiet_jit():
+        return torch.jit.load(str(path), map_location="cpu")
+
+
+class ScriptedModel(nn.Module):
+    """nn~-compatible wrapper around a :class:`~models.vae.VAE`."""
+
+    _methods: List[str]  # noqa: UP006
+    _attributes: List[str]  # noqa: UP006
+    encode_input_labels: List[str]  # noqa: UP006
+    encode_output_labels: List[str]  # noqa: UP006
+    decode_input_labels: List[str]  # noqa: UP006
+    decode_output_labels: List[str]  # noqa: UP006
+    forward_input_labels: List[str]  # noqa: UP006
+    forward_output_labels: List[str]  # noqa: UP006
+
+    def __init__(self, model: VAE, cfg: ModelConfig, streaming: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.sr = int(cfg.samplerate)
+        self.latent_size = int(cfg.latent_size)
+        self.ratio = int(cfg.ratio)
+        self.channels = int(cfg.channels)
+        self.streaming = bool(streaming)
+        self.model_config_json = cfg.to_json()
+        c, lat, r = cfg.channels, cfg.latent_size, cfg.ratio
+        self.register_buffer("encode_params", torch.tensor([c, 1, lat, r], dtype=torch.int64))
+        self.register_buffer("decode_params", torch.tensor([lat, r, c, 1], dtype=torch.int64))
+        self.register_buffer("forward_params", torch.tensor([c, 1, c, 1], dtype=torch.int64))
+        audio = [f"(signal) audio channel {i}" for i in range(c)]
+        latent = [f"(signal) latent {i}" for i in range(lat)]
+        self.encode_input_labels = audio
+        self.encode_output_labels = latent
+        self.decode_input_labels = latent
+        self.decode_output_labels = audio
+        self.forward_input_labels = audio
+        self.forward_output_labels = audio
+        self._methods = ["encode", "decode", "forward"]
+        self._attributes = []
+
+    @torch.jit.export
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Audio (batch, channels, time) → latent mean (batch, latent_size, time / ratio)."""
+        with torch.no_grad():
+            return self.model.encode(x)
+
+    @torch.jit.export
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent (batch, latent_size, frames) → audio (batch, channels, frames * ratio).
+
+        Runs on the decode worker. In streaming exports consecutive calls continue the signal.
+        """
+        with torch.no_grad():
+            return self.model.decode(z, True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Audio → audio through the latent (batch, channels, time) → same shape."""
+        with torch.no_grad():
+            return self.model.decode(self.model.encode(x), True)
+
+    @torch.jit.export
+    def get_methods(self) -> list[str]:
+        return self._methods
+
+    @torch.jit.export
+    def get_attributes(self) -> list[str]:
+        return self._attributes
+
+    @torch.jit.export
+    def get_sample_rate(self) -> int:
+        return self.sr
+
+
+def script_model(model: VAE, cfg: ModelConfig, *, streaming: bool) -> torch.jit.ScriptModule:
+    """Wrap, switch streaming on or off, and script (returns the ScriptModule)."""
+    model = model.eval()
+    if streaming and not cfg.causal:
+        raise ModelsError("--streaming needs a causal model; this run has causal=false")
+    set_streaming(model, streaming)
+    wrapper = ScriptedModel(model, cfg, streaming).eval()
+    for p in wrapper.parameters():
+        p.requires_grad_(False)
+    with quiet_jit():
+        return torch.jit.script(wrapper)
+
+
+def save_scripted(scripted: torch.jit.ScriptModule, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with quiet_jit():
+        scripted.save(str(path))
+
+
+def load_checkpoint(source: str | Path) -> dict[str, Any]:
+    """Load ``RUN_DIR/checkpoint.pt`` (or a ``.pt`` path) into a dict.
+
+    Raises
+    ------
+    CheckpointError
+        If the path holds no checkpoint, naming what was looked for.
+    """
+    p = Path(source)
+    ckpt = p / "checkpoint.pt" if p.is_dir() else p
+    if not ckpt.is_file():
+        raise CheckpointError(f"no checkpoint at {ckpt}: train first (python -m models.train)")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {ckpt}: {e}") from e
+    if "model" not in state or "config" not in state:
+        raise CheckpointError(f"{ckpt} is not a models.train checkpoint (no model/config)")
+    return state
+
+
+def model_from_checkpoint(state: dict[str, Any]) -> tuple[VAE, ModelConfig]:
+    cfg = ModelConfig.from_dict(state["config"])
+    model = VAE(cfg)
+    model.load_state_dict(state["model"])
+    return model, cfg
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(str(v))
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Minimal TOML writer: scalars and lists at top level, one level of tables."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{k}]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+def model_card(
+    cfg: ModelConfig, state: dict[str, Any], *, streaming: bool, command: str, model: VAE
+) -> dict[str, Any]:
+    """Everything a player or a later trainer needs to know about the exported file."""
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "format": "sillage-model-card/1",
+        "sample_rate": cfg.samplerate,
+        "ratio": cfg.ratio,
+        "latent_size": cfg.latent_size,
+        "channels": cfg.channels,
+        "causal": cfg.causal,
+        "streaming": streaming,
+        # A causal decoder answers a latent change in the same frame: no model delay.
+        "model_delay_samples": 0 if cfg.causal else -1,
+        "encode_decode_delay_samples": model.pqmf.delay if cfg.causal else -1,
+        "parameters": n_params,
+        "steps": int(state.get("step", 0)),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "torch_version": torch.__version__,
+        "training_data": state.get("data_summary", {}),
+        "commands": {
+            "train": state.get("command", ""),
+            "export": command,
+        },
+        "config": {k: v for k, v in cfg.to_dict().items() if k != "extra"},
+    }
+
+
+def export_run(
+    source: str | Path, out: str | Path, *, streaming: bool = False, command: str = ""
+) -> tuple[Path, Path]:
+    """Export a run dir or checkpoint to ``out`` (.ts) and ``out`` with suffix .toml.
+
+    Returns
+    -------
+    (ts_path, card_path)
+    """
+    state = load_checkpoint(source)
+    model, cfg = model_from_checkpoint(state)
+    out = Path(out)
+    scripted = script_model(model, cfg, streaming=streaming)
+    save_scripted(scripted, out)
+    card = model_card(cfg, state, streaming=streaming, command=command, model=model)
+    card["file_bytes"] = out.stat().st_size
+    card_path = out.with_suffix(".toml")
+    card_path.write_text(to_toml(card))
+    return out, card_path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m models.export", description="Export a run to nn~ TorchScript."
+    )
+    parser.add_argument("run_dir", help="run directory (or checkpoint .pt) from models.train")
+    parser.add_argument("--out", required=True, help="output .ts path (card written beside)")
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="keep convolution caches inside the module so consecutive decode calls "
+        "continue the signal (batch 1 per loaded copy; needs a causal model)",
+    )
+    args = parser.parse_args(argv)
+    command = "python -m models.export " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
+    try:
+        ts, card = export_run(args.run_dir, args.out, streaming=args.streaming, command=command)
+    except ModelsError as e:
+        parser.exit(1, f"{type(e).__name__}: {e}\n")
+    print(f"wrote {ts} ({ts.stat().st_size / 1e6:.2f} MB) and {card}")
+
+
+if __name__ == "__main__":
+    main()

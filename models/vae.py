@@ -1,0 +1,162 @@
+"""RAVE-style variational autoencoder: PQMF bands → conv encoder → latent → conv decoder.
+
+Inference code only (no training dependencies): the exported TorchScript module wraps
+:class:`VAE` directly, and :mod:`models.train` adds losses and optimisers around it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.config import ModelConfig
+from models.layers import CachedConv1d, ResBlock, Upsample
+from models.pqmf import PQMF
+
+
+def mod_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """Sigmoid with a softer floor, as RAVE uses for amplitudes: 2·σ(x)^2.3 + 1e-7."""
+    return 2 * torch.sigmoid(x) ** 2.3 + 1e-7
+
+
+class Encoder(nn.Module):
+    """Bands → latent mean and scale.
+
+    Input (batch, channels * n_bands, frames_band) → two tensors of shape
+    (batch, latent_size, frames_band / prod(strides)).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        widths = cfg.decoder_widths[::-1]  # narrow at band rate, wide at latent rate
+        layers: list[nn.Module] = [
+            CachedConv1d(cfg.n_bands * cfg.channels, widths[0], 7, causal=cfg.causal)
+        ]
+        for i, s in enumerate(cfg.strides):
+            layers += [
+                ResBlock(widths[i], 1, cfg.causal),
+                nn.LeakyReLU(0.2),
+                CachedConv1d(widths[i], widths[i + 1], 2 * s, stride=s, causal=cfg.causal),
+            ]
+        layers += [
+            ResBlock(widths[-1], 1, cfg.causal),
+            nn.LeakyReLU(0.2),
+            CachedConv1d(widths[-1], 2 * cfg.latent_size, 3, causal=cfg.causal),
+        ]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, bands: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, raw = self.net(bands).chunk(2, 1)
+        return mean, F.softplus(raw) + 1e-4
+
+
+class Decoder(nn.Module):
+    """Latent → bands, through upsampling + residual stacks and three heads.
+
+    The head predicts, per band and band-rate sample, a waveform, its amplitude (through
+    :func:`mod_sigmoid`), and the gain of band-limited white noise (the filtered-noise branch:
+    its filter resolution is one PQMF band).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        widths = cfg.decoder_widths
+        self.n_out = cfg.n_bands * cfg.channels
+        self.use_noise = cfg.noise
+        self.conv_in = CachedConv1d(cfg.latent_size, widths[0], 3, causal=cfg.causal)
+        stages: list[nn.Module] = []
+        for i, s in enumerate(cfg.strides):
+            stages += [nn.LeakyReLU(0.2), Upsample(widths[i], widths[i + 1], s, cfg.causal)]
+            stages += [ResBlock(widths[i + 1], d, cfg.causal) for d in cfg.res_dilations]
+        stages.append(nn.LeakyReLU(0.2))
+        self.net = nn.Sequential(*stages)
+        n_heads = 3 if cfg.noise else 2
+        self.head = CachedConv1d(widths[-1], self.n_out * n_heads, 3, causal=cfg.causal)
+        with torch.no_grad():
+            # Start the noise branch quiet so early training learns the waveform first.
+            if cfg.noise and self.head.bias is not None:
+                self.head.bias[2 * self.n_out :] = -4.0
+
+    def forward(self, z: torch.Tensor, add_noise: bool = True) -> torch.Tensor:
+        """Decode.
+
+        Parameters
+        ----------
+        z : Tensor, shape (batch, latent_size, frames), float32
+        add_noise : bool
+            False drops the noise branch (deterministic output, used by equality tests).
+
+        Returns
+        -------
+        Tensor, shape (batch, channels * n_bands, frames * prod(strides))
+        """
+        h = self.head(self.net(self.conv_in(z)))
+        wave = h[:, : self.n_out]
+        amp = h[:, self.n_out : 2 * self.n_out]
+        y = wave * mod_sigmoid(amp)
+        if self.use_noise and add_noise:
+            gain = mod_sigmoid(h[:, 2 * self.n_out :])
+            y = y + gain * (torch.rand_like(gain) * 2 - 1)
+        return y
+
+
+class VAE(nn.Module):
+    """PQMF + encoder + decoder. Shapes follow nn~: (batch, channels, time)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.channels = cfg.channels
+        self.n_bands = cfg.n_bands
+        self.latent_size = cfg.latent_size
+        self.ratio = cfg.ratio
+        self.pqmf = PQMF(cfg.n_bands, cfg.pqmf_taps, cfg.causal)
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def analyse(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, time) → bands (batch, channels * n_bands, time / n_bands)."""
+        b, c, t = x.shape
+        bands = self.pqmf(x.reshape(b * c, 1, t))
+        return bands.reshape(b, c * self.n_bands, t // self.n_bands)
+
+    def synthesise(self, bands: torch.Tensor) -> torch.Tensor:
+        """(batch, channels * n_bands, frames) → audio (batch, channels, frames * n_bands)."""
+        b, _, f = bands.shape
+        y = self.pqmf.inverse(bands.reshape(b * self.channels, self.n_bands, f))
+        return y.reshape(b, self.channels, f * self.n_bands)
+
+    def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and scale, each (batch, latent_size, time / ratio)."""
+        return self.encoder(self.analyse(x))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior mean (batch, latent_size, time / ratio) of audio (batch, channels, time)."""
+        return self.encode_dist(x)[0]
+
+    def decode(self, z: torch.Tensor, add_noise: bool = True) -> torch.Tensor:
+        """Latent (batch, latent_size, frames) → audio (batch, channels, frames * ratio)."""
+        return self.synthesise(self.decoder(z, add_noise))
+
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass.
+
+        Returns
+        -------
+        y : Tensor (batch, channels, time) — reconstruction.
+        target : Tensor (batch, channels, time) — input through PQMF analysis and synthesis
+            (same delay as ``y``, so spectral losses compare aligned signals).
+        kl : Tensor () — KL divergence to N(0, I), summed over latent dims, batch mean.
+        z : Tensor (batch, latent_size, frames) — the sampled latent.
+        """
+        bands = self.analyse(x)
+        mean, scale = self.encoder(bands)
+        z = mean + scale * torch.randn_like(mean)
+        var = scale * scale
+        kl = 0.5 * (mean * mean + var - torch.log(var) - 1).sum(1).mean()
+        y = self.synthesise(self.decoder(z))
+        with torch.no_grad():
+            target = self.synthesise(bands)
+        return y, target, kl, z
