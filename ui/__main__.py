@@ -1,0 +1,5 @@
+"""``python -m ui``: see :mod:`ui.app`."""
+
+from ui.app import main
+
+main()
