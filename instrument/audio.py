@@ -1,0 +1,215 @@
+"""Audio out: python-rtmixer's C callback plays a ring buffer; no Python on the audio thread.
+
+Measured on a 2-core machine with two GIL-bound Python threads: a sounddevice Python callback
+at block 256 missed a third of its blocks; rtmixer's C callback missed none. rtmixer is honest
+about its ring buffer: when the ring runs short it plays what is there and *drops* the
+playback action. :meth:`RingOutput.poll` notices that, counts an underrun and re-arms once the
+decode worker has refilled the prebuffer.
+
+:class:`ClockOutput` is the same contract without a sound card: a wall clock consumes the ring
+(used by ``--offline ... --realtime`` and by tests of the live control path).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+
+class OutputError(RuntimeError):
+    """No usable output device; the message says what to do."""
+
+
+def find_device(spec: str | int | None, *, kind: str = "output") -> int | None:
+    """A device index from a number or a name substring (device or host API name).
+
+    Raises
+    ------
+    OutputError
+        No match, or an ambiguous name (listing every match).
+    """
+    import sounddevice as sd
+
+    if spec is None:
+        return None
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
+        index = int(spec)
+        devices = sd.query_devices()
+        if not 0 <= index < len(devices):
+            raise OutputError(f"no device {index}; `python run_instrument.py -l` lists them")
+        return index
+    words = str(spec).lower().split()
+    apis = sd.query_hostapis()
+    matches = []
+    for i, dev in enumerate(sd.query_devices()):
+        if dev[f"max_{kind}_channels"] <= 0:
+            continue
+        text = f"{dev['name']}, {apis[dev['hostapi']]['name']}".lower()
+        if all(w in text for w in words):
+            matches.append((i, f"{dev['name']}, {apis[dev['hostapi']]['name']}"))
+    if not matches:
+        raise OutputError(f"no {kind} device matches {spec!r}; `python run_instrument.py -l` lists them")
+    if len(matches) > 1:
+        listing = "; ".join(f"{i}: {name}" for i, name in matches)
+        raise OutputError(f"{spec!r} matches several {kind} devices ({listing}); give the number")
+    return matches[0][0]
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+class RingOutput:
+    """An rtmixer Mixer playing a ring buffer the decode worker fills.
+
+    Parameters
+    ----------
+    samplerate : int
+    channels : int
+    blocksize : int
+        PortAudio block (0 lets the host choose).
+    capacity : int
+        Ring size in frames (rounded up to a power of two, as PortAudio's ring requires).
+    device : int or None
+    """
+
+    def __init__(self, *, samplerate: int, channels: int, blocksize: int, capacity: int,
+                 device: int | None = None, latency: Any = "low") -> None:
+        import rtmixer
+        import sounddevice as sd
+
+        self._rtmixer = rtmixer
+        try:
+            self.mixer = rtmixer.Mixer(device=device, channels=channels, blocksize=blocksize,
+                                       samplerate=samplerate, latency=latency)
+        except (sd.PortAudioError, ValueError) as exc:
+            raise OutputError(
+                f"cannot open the audio output ({exc}); check --device/--samplerate "
+                "(`python run_instrument.py -l` lists devices), start JACK, or render with --offline"
+            ) from None
+        self.samplerate = int(self.mixer.samplerate)
+        self.channels = channels
+        self.blocksize = blocksize
+        self.ring = rtmixer.RingBuffer(4 * channels, _next_pow2(capacity))
+        self.capacity = self.ring.write_available
+        self.underruns = 0
+        self._played_before = 0  # frames played by dropped actions
+        self.written = 0
+        self._action: Any = None
+        self.device_latency_s = float(self.mixer.latency)
+
+    def start(self) -> None:
+        self.mixer.start()
+        self._arm()
+
+    def _arm(self) -> None:
+        self._action = self.mixer.play_ringbuffer(self.ring)
+
+    def played(self) -> int:
+        """Frames the callback has taken from the ring so far."""
+        action = self._action
+        return self._played_before + (int(action.done_frames) if action is not None else 0)
+
+    def fill(self) -> int:
+        return self.ring.read_available
+
+    def space(self) -> int:
+        return self.ring.write_available
+
+    def poll(self, prebuffer: int) -> None:
+        """Detect a dropped playback action (ring ran dry); re-arm once refilled. Decode worker."""
+        action = self._action
+        if action is None:
+            if self.fill() >= prebuffer:
+                self._arm()
+            return
+        if action not in self.mixer.actions:
+            self.underruns += 1
+            self._played_before += int(action.done_frames)
+            self._action = None
+            if self.fill() >= prebuffer:
+                self._arm()
+
+    def write(self, frame: np.ndarray) -> int:
+        """Copy a frame (n, channels) float32 into the ring. Decode worker."""
+        n = self.ring.write(np.ascontiguousarray(frame, dtype=np.float32))
+        self.written += n
+        return n
+
+    def device_underflows(self) -> int:
+        return 0  # PortAudio's own flags are fetched at close (rtmixer stats need an idle stream)
+
+    def close(self) -> dict[str, int]:
+        stats: dict[str, int] = {}
+        try:
+            self.mixer.stop()
+            s = self.mixer.stats
+            stats = {"blocks": int(s.blocks), "output_underflows": int(s.output_underflows)}
+        except Exception:
+            pass
+        self.mixer.close()
+        return stats
+
+
+class ClockOutput:
+    """A ring consumed by the wall clock instead of a sound card; keeps what it played.
+
+    Same methods as :class:`RingOutput`. ``played()`` is computed from elapsed time, so the
+    decode worker is paced exactly as a device would pace it.
+    """
+
+    def __init__(self, *, samplerate: int, channels: int, blocksize: int, capacity: int,
+                 keep: bool = True) -> None:
+        self.samplerate = samplerate
+        self.channels = channels
+        self.blocksize = blocksize
+        self.capacity = _next_pow2(capacity)
+        self.underruns = 0
+        self.written = 0
+        self.device_latency_s = 0.0
+        self._start: float | None = None
+        self._offset = 0
+        self.keep = keep
+        self.frames: list[np.ndarray] = []
+
+    def start(self) -> None:
+        self._start = time.perf_counter()
+
+    def played(self) -> int:
+        if self._start is None:
+            return 0
+        elapsed = int((time.perf_counter() - self._start) * self.samplerate)
+        # the clock advances by whole blocks, as a device callback would
+        return self._offset + (elapsed // self.blocksize) * self.blocksize
+
+    def fill(self) -> int:
+        return self.written - self.played()
+
+    def space(self) -> int:
+        return self.capacity - max(0, self.fill())
+
+    def poll(self, prebuffer: int) -> None:
+        if self._start is not None and self.fill() < 0:
+            # the clock got ahead of the worker: count it and restart the clock from here
+            self.underruns += 1
+            self._offset = self.written
+            self._start = time.perf_counter()
+
+    def write(self, frame: np.ndarray) -> int:
+        if self.keep:
+            self.frames.append(frame.copy())
+        self.written += frame.shape[0]
+        return frame.shape[0]
+
+    def audio(self) -> np.ndarray:
+        if not self.frames:
+            return np.zeros((0, self.channels), dtype=np.float32)
+        return np.concatenate(self.frames)
+
+    def device_underflows(self) -> int:
+        return 0
+
+    def close(self) -> dict[str, int]:
+        return {}

@@ -1,0 +1,313 @@
+"""``run_instrument.py``: play live, or render offline.
+
+User errors end with ``parser.exit(1, message)`` naming the fix; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = ROOT / "models" / "default" / "sillage-default.ts"
+
+
+class UserError(Exception):
+    """Anything the performer can fix; printed without a traceback."""
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 127.0.0.1:7771), got {text!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_instrument.py",
+        description="Sillage: a real-time neural audio instrument. With no arguments it plays the "
+        "default patch with the default model; send OSC to 127.0.0.1:7770 (docs/osc.md).",
+    )
+    p.add_argument("-l", "--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("-d", "--device", help="output device: number or name substring (device or host API, e.g. 'JACK Audio')")
+    p.add_argument("-r", "--samplerate", type=_positive_int, help="device sample rate (default: the model's; resampled when they differ)")
+    p.add_argument("-b", "--blocksize", type=int, default=256, help="audio block in frames (default 256; offline: output block, result is the same)")
+    p.add_argument("--prebuffer", type=_positive_int, default=1024, help="ring prebuffer in frames between decode and audio (default 1024 = 21 ms at 48 kHz)")
+    p.add_argument("-m", "--model", default=None, help=f"TorchScript model with the nn~ interface (default {DEFAULT_MODEL.relative_to(ROOT)})")
+    p.add_argument("-p", "--patch", default="default", help="patch name in patches/ or a .toml path (default: default)")
+    p.add_argument("--map", default=None, help="latent map .npz for /sillage/xy (default: the model's MODEL.map.npz if present)")
+    p.add_argument("--osc-port", type=int, default=7770, help="OSC port to listen on (default 7770)")
+    p.add_argument("--listen", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for other machines)")
+    p.add_argument("--state-to", type=_host_port, action="append", default=None, metavar="HOST:PORT", help="send state here (default 127.0.0.1:7771; repeatable); Max/Pd can also send /sillage/subscribe PORT")
+    p.add_argument("--no-ui", action="store_true", help="do not start the latent map window")
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads for decoding (default 1: measured best under load)")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (offline: length of the render)")
+    g = p.add_argument_group("offline render")
+    g.add_argument("--offline", metavar="OUT.wav", help="render to a file instead of playing")
+    g.add_argument("--score", help="JSON Lines score: {\"t\": 0.25, \"address\": \"/sillage/latent/0\", \"args\": [1.5]} per line")
+    g.add_argument("--seed", type=int, default=0, help="random seed (same inputs and seed → identical file)")
+    g.add_argument("--realtime", action="store_true", help="with --offline: run live at real time with OSC up, no sound card, and write what was played")
+    return p
+
+
+def list_devices() -> str:
+    import sounddevice as sd
+
+    return str(sd.query_devices())
+
+
+def resolve_model(arg: str | None) -> Path:
+    path = Path(arg) if arg else DEFAULT_MODEL
+    if not path.is_file():
+        if arg is None:
+            raise UserError(f"the default model {DEFAULT_MODEL} is missing; restore it with `git checkout models/default` or pass --model MODEL.ts")
+        raise UserError(f"model file {arg!r} not found; pass --model with a path to a TorchScript (.ts) file")
+    return path
+
+
+def load_map(arg: str | None, model: Path) -> Any:
+    path = Path(arg) if arg else model.with_suffix(".map.npz")
+    if not path.is_file():
+        if arg:
+            raise UserError(f"map {arg!r} not found; build one with `python -m ui.map build --model MODEL AUDIO_DIR --out MAP.npz`")
+        return None
+    try:
+        from mappings.latentmap import LatentMap
+    except ImportError:
+        return None
+    try:
+        return LatentMap.load(path)
+    except Exception as exc:
+        raise UserError(f"cannot read map {path}: {exc}") from None
+
+
+def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from instrument.live import make_context
+    from instrument.patch import PatchError, load_patch
+    from instrument.runtime import ModelError, ModelRuntime
+
+    model_path = resolve_model(args.model)
+    try:
+        runtime = ModelRuntime(model_path, threads=args.threads)
+    except ModelError as exc:
+        raise UserError(f"ModelError: {exc}") from None
+    try:
+        patch = load_patch(args.patch, context=make_context(runtime))
+    except PatchError as exc:
+        raise UserError(f"PatchError: {exc}") from None
+    latent_map = load_map(args.map, model_path)
+    return runtime, patch, latent_map
+
+
+def status_line(runtime: Any, samplerate: int, terms: dict[str, float]) -> str:
+    i = runtime.info
+    budget = " + ".join(f"{k} {v:.1f}" for k, v in terms.items() if math.isfinite(v))
+    model_delay = "" if math.isfinite(terms.get("model", math.nan)) else " + model delay unknown"
+    total = sum(v for v in terms.values() if math.isfinite(v))
+    rs = f" → {samplerate} Hz (resampled)" if samplerate != i.samplerate else ""
+    return (f"Sillage: model {i.name} ({i.samplerate} Hz{rs}, ratio {i.ratio}, latent {i.latent_size}, "
+            f"{'stereo' if i.channels == 2 else 'mono'})  latency budget ≤ {total:.1f} ms = {budget}{model_delay}")
+
+
+def run_offline(args: argparse.Namespace) -> int:
+    from instrument.events import ScoreError, read_score
+    from instrument.metrics import Reporter
+    from instrument.offline import render, write_wav
+    from instrument.patch import load_patch
+
+    if args.seconds is None or not args.seconds > 0:
+        raise UserError("--offline needs --seconds S (a positive length)")
+    if args.blocksize < 1:
+        raise UserError(f"--blocksize must be at least 1 offline, got {args.blocksize}")
+    runtime, patch, latent_map = _setup(args)
+    out = Path(args.offline)
+    if not out.parent.exists():
+        raise UserError(f"folder {out.parent} does not exist; create it or write elsewhere")
+    if args.realtime:
+        return run_realtime(args, runtime, patch, latent_map, out)
+    events = []
+    if args.score:
+        try:
+            events = read_score(args.score)
+        except ScoreError as exc:
+            raise UserError(f"ScoreError: {exc}") from None
+    reporter = Reporter()
+    from instrument.live import make_context
+
+    def loader(name: str, rt: Any) -> Any:
+        return load_patch(name, context=make_context(rt))
+
+    sr = args.samplerate or runtime.info.samplerate
+    t0 = time.perf_counter()
+    audio = render(runtime, patch, events, seconds=args.seconds, samplerate=sr,
+                   blocksize=args.blocksize, seed=args.seed, reporter=reporter, load_patch=loader,
+                   latent_map=latent_map)
+    elapsed = time.perf_counter() - t0
+    write_wav(out, audio, sr)
+    import numpy as np
+
+    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if audio.size else 0.0
+    print(f"Sillage: rendered {args.seconds:g} s to {out} ({sr} Hz, {audio.shape[1]} ch, "
+          f"RMS {20 * math.log10(rms + 1e-12):.1f} dBFS) in {elapsed:.2f} s "
+          f"({args.seconds / max(elapsed, 1e-9):.0f}× real time); rejected events: {reporter.total}")
+    return 0
+
+
+def _config(args: argparse.Namespace, samplerate: int) -> Any:
+    from instrument.live import LiveConfig
+
+    state_to = tuple(args.state_to) if args.state_to else (("127.0.0.1", 7771),)
+    try:
+        return LiveConfig(samplerate=samplerate, blocksize=args.blocksize, prebuffer=args.prebuffer,
+                          osc_host=args.listen, osc_port=args.osc_port, state_to=state_to)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _play(args: argparse.Namespace, engine: Any, runtime: Any) -> None:
+    """Start, print the status, run until Ctrl-C or --seconds."""
+    try:
+        engine.start()
+    except OSError as exc:
+        engine.output.close()
+        raise UserError(str(exc)) from None
+    print(status_line(runtime, engine.output.samplerate, engine.latency_terms_ms()), flush=True)
+    print(f"Sillage ready: OSC on {engine.config.osc_host}:{engine.inputs[0].port}, patch {engine.loop.patch.name}; "
+          f"state to {', '.join(f'{h}:{p}' for h, p in engine.sender.subscribers) or 'subscribers'}; Ctrl-C stops",
+          flush=True)
+    ui = None if args.no_ui else start_ui(args, engine)
+    stop = {"now": False}
+
+    def on_term(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    end = time.monotonic() + args.seconds if args.seconds else math.inf
+    tty = sys.stdout.isatty()
+    try:
+        while not stop["now"] and time.monotonic() < end:
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+            line = engine.status_line()
+            print(("\r" + line + "   ") if tty else line, end="" if tty else "\n", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if tty:
+            print()
+        stats = engine.stop()
+        if ui is not None:
+            ui.terminate()
+        p50, p99 = engine.metrics.decode_ms()
+        med, jit = engine.metrics.latency_ms()
+        print(f"Sillage stopped: {engine.metrics.frames} frames, underruns {engine.metrics.underruns}, "
+              f"decode p50 {p50:.2f} ms p99 {p99:.2f} ms, latency {med:.1f}±{jit:.1f} ms, "
+              f"rejected {dict(engine.reporter.counts) or 0}"
+              + (f", device {stats}" if stats else ""), flush=True)
+
+
+def run_realtime(args: argparse.Namespace, runtime: Any, patch: Any, latent_map: Any, out: Path) -> int:
+    from instrument.audio import ClockOutput
+    from instrument.live import LiveEngine
+    from instrument.offline import write_wav
+
+    sr = args.samplerate or runtime.info.samplerate
+    blocksize = args.blocksize or 256
+    output = ClockOutput(samplerate=sr, channels=runtime.info.channels, blocksize=blocksize,
+                         capacity=args.prebuffer + 8 * runtime.info.ratio + blocksize)
+    engine = LiveEngine(runtime, patch, output, _config(args, sr), latent_map=latent_map)
+    args.no_ui = True if args.no_ui is None else args.no_ui
+    _play(args, engine, runtime)
+    write_wav(out, output.audio(), sr)
+    print(f"Sillage: wrote what was played to {out}", flush=True)
+    return 0
+
+
+def run_live(args: argparse.Namespace) -> int:
+    import sounddevice as sd
+
+    from instrument.audio import OutputError, RingOutput, find_device
+    from instrument.live import LiveEngine
+
+    try:
+        device = find_device(args.device)
+        if device is None:
+            device = sd.default.device[1]
+            if device is None or device < 0:
+                raise OutputError("no default output device")
+    except (OutputError, sd.PortAudioError) as exc:
+        raise UserError(
+            f"{exc}. No usable audio output: start JACK (e.g. `jackd -d dummy -r 48000 -p 256 &`, "
+            "then --device 'JACK Audio'), pick one from --list-devices, or render a file with "
+            "--offline OUT.wav --seconds 10"
+        ) from None
+    runtime, patch, latent_map = _setup(args)
+    sr = args.samplerate or runtime.info.samplerate
+    dev_info = sd.query_devices(device)
+    channels = runtime.info.channels if dev_info["max_output_channels"] < 2 else 2
+    blocksize = args.blocksize
+    try:
+        output = RingOutput(samplerate=sr, channels=channels, blocksize=blocksize,
+                            capacity=args.prebuffer + 8 * runtime.info.ratio + max(blocksize, 256),
+                            device=device)
+    except OutputError as exc:
+        raise UserError(str(exc)) from None
+    engine = LiveEngine(runtime, patch, output, _config(args, sr), latent_map=latent_map)
+    _play(args, engine, runtime)
+    return 0
+
+
+def start_ui(args: argparse.Namespace, engine: Any) -> subprocess.Popen[bytes] | None:
+    """The map window runs in its own process: it never shares the GIL with the decode worker."""
+    if not (ROOT / "ui" / "__main__.py").is_file():
+        return None
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")):
+        print("Sillage: no display, not starting the map window (run `python -m ui` where there is one)", flush=True)
+        return None
+    host = "127.0.0.1" if engine.config.osc_host in ("0.0.0.0", "") else engine.config.osc_host
+    cmd = [sys.executable, "-m", "ui", "--engine", f"{host}:{engine.inputs[0].port}"]
+    if args.map:
+        cmd += ["--map", args.map]
+    try:
+        return subprocess.Popen(cmd, cwd=ROOT)
+    except OSError as exc:
+        print(f"Sillage: could not start the map window ({exc}); playing on", flush=True)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.list_devices:
+            print(list_devices())
+            return 0
+        if args.offline:
+            return run_offline(args)
+        if args.realtime:
+            raise UserError("--realtime goes with --offline OUT.wav (a headless live run written to a file)")
+        return run_live(args)
+    except UserError as exc:
+        parser.exit(1, f"sillage: {exc}\n")
+    return 0
+
