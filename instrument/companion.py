@@ -953,19 +953,24 @@ def render_pd_control(
     f2 = p.obj(nx + 220, ny + 50, "f \\$2")
     s2 = p.obj(nx + 220, ny + 75, "sel 0")
     d2 = p.msg(nx + 220, ny + 100, str(state_port))
+    # Listen before subscribing, so the first state message already finds the socket open.
+    tf = p.obj(nx + 220, ny + 240, "t f f")
     ls = p.msg(nx + 220, ny + 270, "listen \\$1")
     p.connect(tr, 0, f2)
     p.connect(f2, 0, s2)
     p.connect(s2, 0, d2)
-    p.connect(s2, 1, ls)
-    p.connect(d2, 0, ls)
+    p.connect(s2, 1, tf)
+    p.connect(d2, 0, tf)
+    p.connect(tf, 1, ls)
     p.connect(ls, 0, nr)
+    again = p.bng(nx + 330, ny + 40)
+    p.connect(again, 0, f2)
+    p.text(nx + 365, ny + 40, "subscribe again (after restarting Sillage)", 22)
 
     subscribe = _find(addresses, f"{PREFIX}/subscribe")
     if subscribe is not None:
         sub = p.obj(nx + 300, ny + 270, "list")
-        p.connect(s2, 1, sub)
-        p.connect(d2, 0, sub)
+        p.connect(tf, 0, sub)
         fmt = p.obj(
             nx + 300, ny + 295, "oscformat " + " ".join(subscribe.path.strip("/").split("/"))
         )
