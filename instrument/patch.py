@@ -1,7 +1,18 @@
 """Patches: TOML presets that declare inputs, conditioning and mapping chains.
 
-Minimal first version (the control-layer work extends it): a patch names itself, sets engine
-defaults, and yields a :class:`~instrument.control.Controller`.
+A patch file (``patches/<name>.toml``, format in ``docs/control.md``)::
+
+    [patch]        name, description
+    [engine]       smoothing_ms, gain_db, scale (engine defaults while the patch plays)
+    [[input]]      one per device: kind (riot-v2, riot-v3, comote-v2, comote-v3, zigsim,
+                   sensors2osc, touchosc, hands, midi, wekinator, osc), port, name, ids, ...
+    [conditioning."<signal>"]   range, centre, filter (one_euro/one_pole), dead_zone, curve,
+                                out, rest, hold_s, ease_s (see mappings.conditioning)
+    [mapping]      kind (direct, matrix, loop, regression), inputs = ["<signal>", ...], ...
+
+:func:`load_patch` reads it and builds a :class:`~instrument.adapters.chain.ChainController`
+(or the plain :class:`~instrument.control.DirectController` when the patch declares no inputs
+and no mapping). Every mistake raises :class:`PatchError` naming the file, the key and the fix.
 """
 
 from __future__ import annotations
@@ -38,36 +49,67 @@ class PatchContext:
 
 @dataclass
 class Patch:
+    """A loaded patch. ``midi`` is the MIDI port spec to open (:func:`instrument.midi.start_midi`),
+    None when the patch uses no MIDI."""
+
     name: str
     path: Path | None
     controller: Controller
     engine: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    midi: str | None = None
 
 
 def resolve(name_or_path: str | Path) -> Path:
     """Find a patch by name (``dancer-riot``) in ``patches/`` or by path."""
     p = Path(name_or_path)
-    candidates = [p, PATCH_DIR / p, PATCH_DIR / f"{p}.toml"] if p.suffix != ".toml" else [p, PATCH_DIR / p]
+    candidates = (
+        [p, PATCH_DIR / p, PATCH_DIR / f"{p}.toml"] if p.suffix != ".toml" else [p, PATCH_DIR / p]
+    )
     for c in candidates:
         if c.is_file():
             return c
     shipped = ", ".join(sorted(q.stem for q in PATCH_DIR.glob("*.toml")))
-    raise PatchError(f"no patch {str(name_or_path)!r}; shipped patches: {shipped}; or give a path to a .toml file")
+    raise PatchError(
+        f"no patch {str(name_or_path)!r}; shipped patches: {shipped}; or give a path to a .toml file"
+    )
 
 
 def load_patch(name_or_path: str | Path, *, context: PatchContext) -> Patch:
+    """Read a patch and build its controller for a model of ``context.latent_size`` dimensions."""
     path = resolve(name_or_path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise PatchError(f"{path}: not valid TOML ({exc}); fix the file or pick another patch") from None
+        raise PatchError(
+            f"{path}: not valid TOML ({exc}); fix the file or pick another patch"
+        ) from None
     meta = data.get("patch", {})
     engine = data.get("engine", {})
+    name = str(meta.get("name", path.stem))
+    unknown = sorted(set(data) - {"patch", "engine", "input", "conditioning", "mapping"})
+    if unknown:
+        raise PatchError(
+            f"{path}: unknown section(s) {unknown}; a patch has [patch], [engine], [[input]], "
+            '[conditioning."<signal>"] and [mapping]'
+        )
+    controller: Controller
+    midi: str | None = None
+    if not data.get("input") and data.get("mapping", {}).get("kind", "direct") == "direct":
+        controller = DirectController()
+    else:
+        from instrument.adapters.build import build_controller
+
+        try:
+            chain = build_controller(name, data, path.parent, context)
+        except (ValueError, TypeError, KeyError, OSError) as exc:
+            raise PatchError(f"{path}: {exc}") from None
+        controller, midi = chain, chain.midi
     return Patch(
-        name=str(meta.get("name", path.stem)),
+        name=name,
         path=path,
-        controller=DirectController(),
+        controller=controller,
         engine=dict(engine),
         description=str(meta.get("description", "")),
+        midi=midi,
     )
