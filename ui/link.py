@@ -138,12 +138,15 @@ class EngineLink:
             t.start()
 
     def close(self) -> None:
-        """Unsubscribe and stop the threads."""
+        """Unsubscribe and stop the threads (a second call does nothing)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._send(f"{PREFIX}/unsubscribe", self.listen_port)
         if self._threads:
             self._server.shutdown()
         self._server.server_close()
+        self._client.close()
         for t in self._threads:
             t.join(timeout=2.0)
 

@@ -1,0 +1,227 @@
+"""UI ↔ engine over OSC, with a python-osc stand-in for the engine (real sockets, 127.0.0.1).
+
+Every wait is on an event (a message in a queue, a condition checked while Qt processes its
+events), bounded by a timeout; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_server import BlockingOSCUDPServer
+from pythonosc.udp_client import SimpleUDPClient
+
+from mappings.latentmap import LatentMap
+from ui.demo import demo_map
+from ui.link import EngineLink, parse_hostport
+
+TIMEOUT_S = 10.0
+
+
+class FakeEngine:
+    """Records what the UI sends; sends state to whoever subscribed."""
+
+    def __init__(self) -> None:
+        self.received: queue.Queue[tuple[str, tuple[Any, ...]]] = queue.Queue()
+        dispatcher = Dispatcher()
+        dispatcher.set_default_handler(lambda address, *args: self.received.put((address, args)))
+        self.server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.client: SimpleUDPClient | None = None
+
+    def expect(self, address: str, timeout: float = TIMEOUT_S) -> tuple[Any, ...]:
+        """The arguments of the next message to ``address`` (others are skipped)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                got, args = self.received.get(timeout=left)
+            except queue.Empty:
+                break
+            if got == address:
+                return args
+        raise AssertionError(f"no {address} from the UI within {timeout} s")
+
+    def send(self, address: str, *args: Any) -> None:
+        assert self.client is not None, "nobody subscribed"
+        self.client.send_message(address, list(args))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self.client is not None:
+            self.client.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT_S) -> None:
+    """Let Qt process events until ``condition()`` holds."""
+    from PySide6 import QtCore
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        QtCore.QCoreApplication.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 20)
+
+
+@pytest.fixture()
+def app() -> Any:
+    from PySide6 import QtWidgets
+
+    return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+
+
+@pytest.fixture()
+def engine() -> Iterator[FakeEngine]:
+    fake = FakeEngine()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture()
+def map_path(tmp_path: Path) -> Path:
+    m = demo_map(500, latent_size=6)
+    m.labels = {"breath": (0.25, 0.75)}
+    path = tmp_path / "map.npz"
+    m.save(path)
+    return path
+
+
+def test_parse_hostport() -> None:
+    assert parse_hostport("10.0.0.2:9000") == ("10.0.0.2", 9000)
+    assert parse_hostport("studio.local") == ("studio.local", 7770)
+    assert parse_hostport(":7000") == ("127.0.0.1", 7000)
+    with pytest.raises(ValueError, match="not a number"):
+        parse_hostport("host:abc")
+
+
+def test_round_trip(app: Any, engine: FakeEngine, map_path: Path) -> None:
+    from PySide6 import QtCore
+    from PySide6.QtTest import QTest
+
+    from ui.window import MainWindow
+
+    latent_map = LatentMap.load(map_path)
+    link = EngineLink(("127.0.0.1", engine.port), listen_port=0, listen_host="127.0.0.1")
+    window = MainWindow(latent_map, map_path, link)
+    window.resize(800, 600)
+    window.show()
+    link.start()
+    try:
+        # The UI subscribes with its listen port; the engine answers with state.
+        (port,) = engine.expect("/sillage/subscribe")
+        assert port == link.listen_port
+        engine.client = SimpleUDPClient("127.0.0.1", port)
+        engine.send("/sillage/state/model", "tiny", 48000, 64, 6)
+        engine.send("/sillage/state/underruns", 0)
+        engine.send("/sillage/state/level", -12.0, -3.0)
+        engine.send("/sillage/state/latency_ms", 9.5, 1.3, 5.3, 5.3, 0.0, 0.0)
+        engine.send("/sillage/state/decode_ms", 1.1, 2.4)
+        engine.send("/sillage/state/xy", 0.2, 0.8)
+        wait_until(lambda: window.view.cursor_xy() == pytest.approx((0.2, 0.8)))
+        wait_until(lambda: "tiny" in window.status.model.text())
+        assert "connected" in window.status.connection.text()
+        assert "9.5 ms" in window.status.latency.text()
+        assert window.status.meter.rms_db == -12.0
+
+        # On first contact the UI announces the labels saved with its map.
+        name, x, y = engine.expect("/sillage/label")
+        assert (name, x, y) == ("breath", pytest.approx(0.25), pytest.approx(0.75))
+
+        # The played latent is placed with the UI's own map.
+        engine.send("/sillage/state/latent", *map(float, latent_map.latents[5]))
+        wait_until(
+            lambda: window.view.cursor_xy() == pytest.approx(tuple(latent_map.xy[5]), abs=1e-5)
+        )
+
+        # A click on the map plays: /sillage/xy with the clicked map position.
+        vb = window.view.viewbox
+        target = vb.mapViewToScene(QtCore.QPointF(0.3, 0.6))
+        QTest.mouseClick(
+            window.view.viewport(),
+            QtCore.Qt.MouseButton.LeftButton,
+            QtCore.Qt.KeyboardModifier.NoModifier,
+            window.view.mapFromScene(target),
+        )
+        x, y = engine.expect("/sillage/xy")
+        assert x == pytest.approx(0.3, abs=0.01) and y == pytest.approx(0.6, abs=0.01)
+
+        # Labels made here are announced and saved with the map.
+        window.view.set_label("grain", 0.6, 0.4)
+        assert engine.expect("/sillage/label") == ("grain", pytest.approx(0.6), pytest.approx(0.4))
+        wait_until(lambda: "grain" in LatentMap.load(map_path).labels)
+
+        # Labels from elsewhere (another UI, a Max patch) appear; deletions remove them.
+        engine.send("/sillage/state/label", "kick", 0.1, 0.9)
+        engine.send("/sillage/state/label/delete", "breath")
+        wait_until(lambda: "kick" in window.view.labels and "breath" not in window.view.labels)
+        window.view.remove_label("grain")
+        assert engine.expect("/sillage/label/delete") == ("grain",)
+        wait_until(lambda: set(LatentMap.load(map_path).labels) == {"kick"})
+
+        # Regression examples are drawn where their latents fall on the map.
+        engine.send("/sillage/state/example", 0, *map(float, latent_map.latents[7]))
+        wait_until(lambda: len(window.view.examples.data) == 1)
+        pos = window.view.examples.data[0]
+        assert (pos["x"], pos["y"]) == pytest.approx(tuple(latent_map.xy[7]), abs=1e-5)
+    finally:
+        window.close()
+    assert engine.expect("/sillage/unsubscribe") == (port,)
+
+
+def test_send_latent_mode(app: Any, engine: FakeEngine, map_path: Path) -> None:
+    from ui.window import MainWindow
+
+    latent_map = LatentMap.load(map_path)
+    link = EngineLink(("127.0.0.1", engine.port), listen_port=0, listen_host="127.0.0.1")
+    window = MainWindow(latent_map, None, link, send="latent")
+    try:
+        window.view.play(*latent_map.xy[3])
+        z = engine.expect("/sillage/latent")
+        np.testing.assert_allclose(z, latent_map.latents[3], rtol=1e-6)
+    finally:
+        window.close()
+
+
+def test_burst_of_state_is_coalesced(engine: FakeEngine) -> None:
+    # 500 messages wake the GUI once until it takes the values: repaint is decoupled from OSC.
+    woken = threading.Event()
+    calls: list[int] = []
+
+    def notify() -> None:
+        calls.append(1)
+        woken.set()
+
+    link = EngineLink(("127.0.0.1", engine.port), listen_port=0, listen_host="127.0.0.1",
+                      notify=notify)  # fmt: skip
+    link.start()
+    try:
+        (port,) = engine.expect("/sillage/subscribe")
+        engine.client = SimpleUDPClient("127.0.0.1", port)
+        for i in range(500):
+            engine.send("/sillage/state/xy", i / 500, 0.5)
+        engine.send("/sillage/state/underruns", 3)
+        assert woken.wait(TIMEOUT_S)
+        deadline = time.monotonic() + TIMEOUT_S
+        snap = link.take()
+        while snap.values.get("underruns") != 3 and time.monotonic() < deadline:
+            woken.clear()
+            woken.wait(1.0)
+            snap = link.take()
+        assert snap.values["underruns"] == 3
+        assert len(calls) <= 500 and len(calls) < 200  # far fewer wake-ups than messages
+    finally:
+        link.close()
