@@ -814,7 +814,7 @@ def _pd_escape(text: str) -> str:
 class PdPatch:
     """A vanilla Pd patch being built; objects are numbered in creation order."""
 
-    def __init__(self, width: int = 1400, height: int = 900) -> None:
+    def __init__(self, width: int = 1700, height: int = 1000) -> None:
         self.lines = [f"#N canvas 0 50 {width} {height} 12;"]
         self.count = 0
         self.connections: list[tuple[int, int, int, int]] = []
@@ -877,11 +877,11 @@ class PdPatch:
 
 
 def _pd_state_tree(outputs: Sequence[Address]) -> dict[str, Any]:
-    """Trie of state paths below ``/sillage``: ``{"state": {"level": {None: addr}}}``."""
+    """Trie of address parts, as [oscparse] splits them: ``{"sillage": {"state": {...}}}``."""
     tree: dict[Any, Any] = {}
     for a in outputs:
         node = tree
-        for part in _tail(a.path).split("/"):
+        for part in a.path.strip("/").split("/"):
             node = node.setdefault(part, {})
         node[None] = a
     return tree
@@ -1027,7 +1027,7 @@ def render_pd_control(
     build(tree, lt2, 0, sx)
 
     # --- controls -----------------------------------------------------------------------
-    cx = 900.0
+    cx = 1060.0
     y = 110.0
     for group, members in _groups(inputs):
         p.text(cx, y, GROUP_TITLES.get(group, group).upper())
