@@ -8,7 +8,8 @@ with its timestamp) and returns the features that message updates, as scalars:
   leaky-integrated (``feedback`` 0.7), times ``gain`` 0.07, squared; the norm is the sum over
   axes. Here the derivative is taken per second and the integrator's feedback is defined per
   ``period_s`` (20 ms, CoMo's resampling period) and rescaled to the actual time step, so the
-  value does not depend on the sensor's rate.
+  value does not depend on the sensor's rate. Scale: 0 at rest, about 0.01 for a brisk 1 g
+  shake at 4 Hz, 0.1 and above for violent moves (patches map ``range = [0, 0.05]``).
 - ``kick``: a decaying envelope (0..1) fired when intensity jumps above its running median by
   ``kick_threshold`` (lfo-motion ``Kick``), at most one per ``kick_min_interval_s``.
 - ``yaw``, ``pitch``, ``roll`` (deg): from the quaternion when the sensor sends one (else

@@ -106,11 +106,12 @@ def hand_features(lm: np.ndarray, *, side: str, mirrored: bool = False) -> dict[
     up = p[MIDDLE_MCP, :2] - p[WRIST, :2]
     roll = math.degrees(math.atan2(up[0], up[1]))
     # Palm normal from two knuckle vectors. In the performer's frame (x right, y up) the
-    # right hand's palm faces the camera when index→pinky runs leftward; the left hand mirrors it.
+    # right hand's palm faces the camera when the thumb is on the performer's left (the knuckle
+    # vectors turn clockwise); the left hand mirrors it.
     a = p[INDEX_MCP, :2] - p[WRIST, :2]
     b = p[PINKY_MCP, :2] - p[WRIST, :2]
     cross = float(a[0] * b[1] - a[1] * b[0]) / (size * size)
-    facing = max(-1.0, min(1.0, cross * 2.0)) * (1.0 if side == "right" else -1.0)
+    facing = max(-1.0, min(1.0, cross * 2.0)) * (-1.0 if side == "right" else 1.0)
     return {
         "pinch": pinch,
         "openness": openness,
