@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -105,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     latent_map = LatentMap.load(map_path) if map_path is not None else None
     window = MainWindow(latent_map, map_path, link, send=args.send, colour=args.colour)
     window.resize(*SCREENSHOT_SIZE)
+    window.connected.connect(
+        lambda: print(f"Sillage UI: connected to engine {engine[0]}:{engine[1]}", flush=True)
+    )
     if to_build is not None:
         proc, out = start_cached_build(to_build, args.corpus)
         window.status.showMessage(f"building the map for {to_build.name} (about a minute)…")
@@ -125,7 +129,14 @@ def run(args: argparse.Namespace) -> int:
         poll.start()
     elif latent_map is None:
         window.status.showMessage("no map: pass --map MAP.npz or --model MODEL.ts")
+    # Ctrl-C and SIGTERM close the window (saving pending labels); Python runs the handler at
+    # the next timer tick, since Qt's event loop holds the main thread.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: window.close())
     link.start()
+    print(
+        f"Sillage UI: state on port {link.listen_port}, engine {engine[0]}:{engine[1]}", flush=True
+    )
     if args.projection:
         window.set_projection(True)
     else:

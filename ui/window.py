@@ -26,6 +26,8 @@ class _Bridge(QtCore.QObject):
 class MainWindow(QtWidgets.QMainWindow):
     """The Sillage map window.
 
+    Emits ``connected`` once, when the first state message from the engine arrives.
+
     Parameters
     ----------
     latent_map : LatentMap or None
@@ -38,6 +40,8 @@ class MainWindow(QtWidgets.QMainWindow):
         Send ``/sillage/xy`` (the engine interpolates with its map) or ``/sillage/latent``
         (interpolated here, for an engine that has no map).
     """
+
+    connected = QtCore.Signal()
 
     def __init__(
         self,
@@ -189,6 +193,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _announce_marks(self) -> None:
         """On first contact tell the engine (and through it Max, other UIs) our marks."""
         self._announced = True
+        self.connected.emit()
         if self.link is None:
             return
         for name, (x, y) in self.view.label_positions().items():
