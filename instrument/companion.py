@@ -268,16 +268,21 @@ class MaxPatcher:
             numinlets = 2 if name == "route" else 1
         else:
             numinlets, outlettype = _MAX_IO[name]
-        return self._add(
-            {
-                "maxclass": "newobj",
-                "text": text,
-                "numinlets": numinlets,
-                "numoutlets": len(outlettype),
-                "outlettype": list(outlettype),
-                "patching_rect": [x, y, width or max(40.0, 7.0 * len(text) + 14.0), 22.0],
-            }
-        )
+        width = width or max(40.0, 7.0 * len(text) + 14.0)
+        box: dict[str, Any] = {
+            "maxclass": "newobj",
+            "text": text,
+            "numinlets": numinlets,
+            "numoutlets": len(outlettype),
+            "outlettype": list(outlettype),
+            "patching_rect": [x, y, width, 22.0],
+        }
+        # A long box (the state [route]) wraps in Max; give it the height of its lines.
+        linecount = -(-int(6.5 * len(text) + 10.0) // int(width))
+        if linecount > 1:
+            box["linecount"] = linecount
+            box["patching_rect"][3] = 8.0 + 14.0 * linecount
+        return self._add(box)
 
     def ui(self, maxclass: str, x: float, y: float, w: float, h: float, **attrs: Any) -> str:
         """A user-interface box (slider, toggle, ...); ``attrs`` are its saved attributes."""
@@ -397,37 +402,34 @@ def _max_input_block(
         p.connect(box, 0, prefix_sink)
         return box
 
-    def set_default(target: str, value: Any) -> None:
-        msg = p.message(f"set {_fmt(value)}", x + 200, col.y - 30)
+    def set_default(target: str, value: Any, sx: float, sy: float) -> str:
+        # Plumbing, hidden when locked: shows the default without sending it.
+        msg = p.message(f"set {_fmt(value)}", sx, sy)
+        p.boxes[-1]["hidden"] = 1
         p.connect(loadbang, 0, msg)
         p.connect(msg, 0, target)
+        return msg
 
     if _is_indexed(a) and a.types == "f":
         lo, hi = rng if rng is not None else (-8.0, 8.0)
-        y = col.take(170)
+        rows = -(-latent_count // 2)
+        y = col.take(125 + 24 * rows)
         step = min(34.0, (col.width - 10) / max(1, latent_count))
+        shared_set = None
         for i in range(latent_count):
             sx = x + i * step
             s = p.ui(
-                "slider",
-                sx,
-                y,
-                20.0,
-                110.0,
-                floatoutput=1,
-                min=lo,
-                size=hi - lo,
-                varname=f"latent{i}",
-            )
+                "slider", sx, y, 20.0, 110.0,
+                floatoutput=1, min=lo, size=hi - lo, varname=f"latent{i}",
+            )  # fmt: skip
             if a.default is not None:
-                msg = p.message(f"set {_fmt(a.default)}", sx, y - 0.0)
-                # The set message sits under the slider row: drawn last, out of the way.
-                p.boxes[-1]["patching_rect"] = [sx, y + 140.0, 28.0, 22.0]
-                p.boxes[-1]["hidden"] = 1
-                p.connect(loadbang, 0, msg)
-                p.connect(msg, 0, s)
-            pre = p.obj(f"prepend {_base(a)}/{i}", sx, y + 115.0, 30.0)
-            p.boxes[-1]["patching_rect"][2] = 30.0
+                if shared_set is None:
+                    shared_set = set_default(s, a.default, x + step * latent_count + 5, y)
+                else:
+                    p.connect(shared_set, 0, s)
+            # Two columns of [prepend]s under the sliders: each box wide enough to read.
+            px, py = x + 165 * (i // rows), y + 118 + 24 * (i % rows)
+            pre = p.obj(f"prepend {_base(a)}/{i}", px, py, 160.0)
             p.connect(s, 0, pre)
             p.connect(pre, 0, prefix_sink)
         return
@@ -513,8 +515,8 @@ def _max_input_block(
             nb = p.ui("flonum", x + 170, y, 60.0, 22.0, minimum=lo, maximum=hi)
             p.connect(s, 0, nb)
             if a.default is not None:
-                set_default(s, a.default)
-                p.connect(p.boxes[-1]["id"], 0, nb)
+                msg = set_default(s, a.default, x + 240, y)
+                p.connect(msg, 0, nb)
         else:
             nb = p.ui("number", x + 170, y, 60.0, 22.0, minimum=lo, maximum=hi)
             if a.default is not None:
@@ -676,7 +678,9 @@ def render_max_control(
     p.comment("STATE", sx, scol.take(26), 300)
     p.boxes[-1]["fontface"] = 1
     recv = p.obj(f"udpreceive {state_port}", sx, scol.take(30))
-    router = p.obj("route " + " ".join(a.path for a in outputs), sx, scol.take(30), 320)
+    route_text = "route " + " ".join(a.path for a in outputs)
+    router = p.obj(route_text, sx, scol.y, 320)
+    scol.take(p.boxes[-1]["patching_rect"][3] + 8)
     p.connect(recv, 0, router)
     p.comment(
         "one outlet per state address, in table order; the last: anything else",
@@ -814,7 +818,7 @@ def _pd_escape(text: str) -> str:
 class PdPatch:
     """A vanilla Pd patch being built; objects are numbered in creation order."""
 
-    def __init__(self, width: int = 1700, height: int = 1000) -> None:
+    def __init__(self, width: int = 2000, height: int = 1100) -> None:
         self.lines = [f"#N canvas 0 50 {width} {height} 12;"]
         self.count = 0
         self.connections: list[tuple[int, int, int, int]] = []
@@ -837,6 +841,9 @@ class PdPatch:
 
     def floatatom(self, x: float, y: float, width: int = 6, receive: str = "-") -> int:
         return self._add(f"#X floatatom {x:g} {y:g} {width} 0 0 0 - {receive} - 0;")
+
+    def symbolatom(self, x: float, y: float, width: int = 18) -> int:
+        return self._add(f"#X symbolatom {x:g} {y:g} {width} 0 0 0 - - - 0;")
 
     def listbox(self, x: float, y: float, width: int = 24) -> int:
         return self._add(f"#X listbox {x:g} {y:g} {width} 0 0 0 - - - 0;")
@@ -991,20 +998,20 @@ def render_pd_control(
         y = y_cursor[0]
         lst = p.obj(x + 330, y, "list")
         p.connect(src, outlet, lst)
-        snd = p.obj(x + 380, y, f"s {pd_name(a.path)}")
+        snd = p.obj(x + 370, y, f"s {pd_name(a.path)}")
         p.connect(lst, 0, snd)
         if _numeric(a.types) and len(a.types) == 1:
-            box = p.floatatom(x + 560, y)
+            box = p.floatatom(640, y)
         else:
-            box = p.listbox(x + 560, y, 30)
+            box = p.listbox(640, y, 30)
         p.connect(lst, 0, box)
-        p.text(x + 800, y, f"{_tail(a.path)} {a.types}", 0)
+        p.text(880, y, f"{_tail(a.path)} {a.types}", 0)
         y_cursor[0] += 28
         if a.path.endswith("/level"):
             up = p.obj(x + 380, y + 28, "unpack f f")
             p.connect(lst, 0, up)
-            m1 = p.vsl(x + 560, y + 30, -60, 0, "rms", 60)
-            m2 = p.vsl(x + 600, y + 30, -60, 0, "peak", 60)
+            m1 = p.vsl(640, y + 30, -60, 0, "rms", 60)
+            m2 = p.vsl(690, y + 30, -60, 0, "peak", 60)
             p.connect(up, 0, m1)
             p.connect(up, 1, m2)
             y_cursor[0] += 100
@@ -1030,11 +1037,13 @@ def render_pd_control(
     cx = 1060.0
     y = 110.0
     for group, members in _groups(inputs):
-        p.text(cx, y, GROUP_TITLES.get(group, group).upper())
-        y += 25
         for a in members:
+            if y > 1000:
+                cx, y = cx + 470, 110.0
+            if a is members[0]:
+                p.text(cx, y, GROUP_TITLES.get(group, group).upper())
+                y += 25
             y = _pd_input_block(p, a, cx, y, lp, latent_count)
-            y += 12
     return p.render()
 
 
@@ -1043,63 +1052,70 @@ def _pd_input_block(
 ) -> float:
     """Widgets and a receive for one input address; returns the next free y."""
 
-    def chain(path: str, name: str, bx: float, by: float) -> tuple[int, int]:
-        """``[r name]`` → ``[list]`` → ``[oscformat ...]`` → sink; returns (list, r)."""
+    def chain(path: str, name: str, bx: float, by: float) -> int:
+        """``[r name]`` → ``[list]`` → ``[oscformat ...]`` → sink; returns the [list]."""
+        # [list] turns a bare selector ("keep", a bang) into a list oscformat accepts.
         r = p.obj(bx, by, f"r {name}")
         lst = p.obj(bx, by + 25, "list")
-        fmt = p.obj(bx, by + 50, "oscformat " + " ".join(path.strip("/").split("/")))
+        fmt = p.obj(bx + 45, by + 25, "oscformat " + " ".join(path.strip("/").split("/")))
         p.connect(r, 0, lst)
         p.connect(lst, 0, fmt)
         p.connect(fmt, 0, sink)
-        return lst, r
+        return lst
 
     doc = _first_sentence(a.doc)
     p.text(x, y, f"{a.path} {a.types}".rstrip() + f": {doc}", 60)
-    y += 20 + 16 * (len(doc) // 60)
+    y += 22 + 17 * ((len(doc) + len(a.path) + 5) // 60)
     rng = a.range
     if _is_indexed(a) and a.types == "f":
         lo, hi = rng if rng is not None else (-8.0, 8.0)
         for i in range(latent_count):
             path = f"{_base(a)}/{i}"
-            s = p.hsl(x, y + 12, lo, hi, _tail(path))
-            lst, _ = chain(path, pd_name(path), x + 150, y)
+            s = p.hsl(x, y + 20, lo, hi, _tail(path))
+            lst = chain(path, pd_name(path), x + 150, y)
             p.connect(s, 0, lst)
-            y += 80
+            y += 55
         return y
-    name = pd_name(a.path)
-    lst, _ = chain(a.path, name, x + 150, y)
+    lst = chain(a.path, pd_name(a.path), x + 150, y)
     if a.types == "":
         b = p.bng(x, y)
         p.connect(b, 0, lst)
     elif a.types == "i" and rng is not None and (rng[0], rng[1]) == (0, 1):
-        t = p.tgl(x, y)
+        t = p.tgl(x, y + 5)
         p.connect(t, 0, lst)
     elif a.types == "f" and rng is not None:
-        s = p.hsl(x, y + 12, rng[0], rng[1], _tail(a.path))
+        s = p.hsl(x, y + 20, rng[0], rng[1], _tail(a.path))
         p.connect(s, 0, lst)
     elif a.types == "ff" and rng is not None:
-        s0 = p.hsl(x, y + 5, rng[0], rng[1], a.names[0] if a.names else "x")
-        s1 = p.hsl(x, y + 40, rng[0], rng[1], a.names[1] if len(a.names) > 1 else "y")
-        pk = p.obj(x + 330, y, "pack f f")
-        tb = p.obj(x + 330, y + 25, "t b f")
+        s0 = p.hsl(x, y + 20, rng[0], rng[1], a.names[0] if a.names else "x")
+        s1 = p.hsl(x, y + 55, rng[0], rng[1], a.names[1] if len(a.names) > 1 else "y")
+        pk = p.obj(x + 150, y + 55, "pack f f")
+        tb = p.obj(x + 220, y + 55, "t b f")
         p.connect(s0, 0, pk, 0)
         p.connect(s1, 0, tb)
         p.connect(tb, 1, pk, 1)
         p.connect(tb, 0, pk, 0)
         p.connect(pk, 0, lst)
-        y += 20
+        y += 40
     else:
+        if a.types == "s":
+            # A symbol box to type into (a model path, a patch name), then Enter.
+            sym = p.symbolatom(x, y, 18)
+            p.connect(sym, 0, lst)
+            y += 25
         words = _quoted_words(a.doc) if a.types == "s" else []
-        choices = words or ([_example_args(a)] if _example_args(a) else [])
+        choices = words or ([_example_args(a)] if _example_args(a) and a.types != "s" else [])
         mx = x
         for w in choices:
+            if mx > x and mx + 8 * len(w) > x + 140:
+                mx = x
+                y += 25
             m = p.msg(mx, y, _pd_escape(w))
             p.connect(m, 0, lst)
             mx += 8 * len(w) + 22
-            if mx > x + 130:
-                mx = x
-                y += 25
-    return y + 80
+        if choices:
+            y += 25
+    return y + 55
 
 
 # --------------------------------------------------------------------------------------

@@ -92,16 +92,12 @@ def _signal(name: str, sources: list[Source], cond: dict[str, Any]) -> Signal:
 
 
 def _read_loop(path: Path, samplerate: int) -> np.ndarray:
-    """Audio file → (channels, n) float32 at ``samplerate`` (WAV via scipy; resampled if needed)."""
-    from scipy.io import wavfile
+    """Audio file (WAV, FLAC, AIFF...) → (channels, n) float32 at ``samplerate``."""
+    import soundfile
     from scipy.signal import resample_poly
 
-    sr, audio = wavfile.read(path)
-    audio = np.asarray(audio)
-    if audio.dtype.kind in "iu":
-        audio = audio.astype(np.float32) / float(np.iinfo(audio.dtype).max)
-    audio = audio.astype(np.float32)
-    audio = audio[None, :] if audio.ndim == 1 else audio.T
+    data, sr = soundfile.read(path, dtype="float32", always_2d=True)
+    audio = np.ascontiguousarray(data.T)
     if sr != samplerate:
         g = np.gcd(int(sr), int(samplerate))
         audio = resample_poly(audio, samplerate // g, sr // g, axis=1).astype(np.float32)

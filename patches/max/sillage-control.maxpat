@@ -241,9 +241,9 @@
             ""
           ],
           "patching_rect": [
-            20.0,
-            502.0,
-            28.0,
+            297.0,
+            362.0,
+            47.0,
             22.0
           ],
           "id": "obj-12",
@@ -260,11 +260,12 @@
             ""
           ],
           "patching_rect": [
-            20.0,
-            477.0,
-            30.0,
-            22.0
+            20,
+            480.0,
+            160.0,
+            36.0
           ],
+          "linecount": 2,
           "id": "obj-13"
         }
       },
@@ -292,25 +293,6 @@
       },
       {
         "box": {
-          "maxclass": "message",
-          "text": "set 0",
-          "numinlets": 2,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            54.0,
-            502.0,
-            28.0,
-            22.0
-          ],
-          "id": "obj-15",
-          "hidden": 1
-        }
-      },
-      {
-        "box": {
           "maxclass": "newobj",
           "text": "prepend /sillage/latent/1",
           "numinlets": 1,
@@ -319,12 +301,13 @@
             ""
           ],
           "patching_rect": [
-            54.0,
-            477.0,
-            30.0,
-            22.0
+            20,
+            504.0,
+            160.0,
+            36.0
           ],
-          "id": "obj-16"
+          "linecount": 2,
+          "id": "obj-15"
         }
       },
       {
@@ -346,26 +329,7 @@
           "min": -8.0,
           "size": 16.0,
           "varname": "latent2",
-          "id": "obj-17"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "message",
-          "text": "set 0",
-          "numinlets": 2,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            88.0,
-            502.0,
-            28.0,
-            22.0
-          ],
-          "id": "obj-18",
-          "hidden": 1
+          "id": "obj-16"
         }
       },
       {
@@ -378,12 +342,13 @@
             ""
           ],
           "patching_rect": [
-            88.0,
-            477.0,
-            30.0,
-            22.0
+            20,
+            528.0,
+            160.0,
+            36.0
           ],
-          "id": "obj-19"
+          "linecount": 2,
+          "id": "obj-17"
         }
       },
       {
@@ -405,26 +370,7 @@
           "min": -8.0,
           "size": 16.0,
           "varname": "latent3",
-          "id": "obj-20"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "message",
-          "text": "set 0",
-          "numinlets": 2,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            122.0,
-            502.0,
-            28.0,
-            22.0
-          ],
-          "id": "obj-21",
-          "hidden": 1
+          "id": "obj-18"
         }
       },
       {
@@ -437,12 +383,13 @@
             ""
           ],
           "patching_rect": [
-            122.0,
-            477.0,
-            30.0,
-            22.0
+            20,
+            552.0,
+            160.0,
+            36.0
           ],
-          "id": "obj-22"
+          "linecount": 2,
+          "id": "obj-19"
         }
       },
       {
@@ -464,26 +411,7 @@
           "min": -8.0,
           "size": 16.0,
           "varname": "latent4",
-          "id": "obj-23"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "message",
-          "text": "set 0",
-          "numinlets": 2,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            156.0,
-            502.0,
-            28.0,
-            22.0
-          ],
-          "id": "obj-24",
-          "hidden": 1
+          "id": "obj-20"
         }
       },
       {
@@ -496,12 +424,13 @@
             ""
           ],
           "patching_rect": [
-            156.0,
-            477.0,
-            30.0,
-            22.0
+            185,
+            480.0,
+            160.0,
+            36.0
           ],
-          "id": "obj-25"
+          "linecount": 2,
+          "id": "obj-21"
         }
       },
       {
@@ -523,26 +452,7 @@
           "min": -8.0,
           "size": 16.0,
           "varname": "latent5",
-          "id": "obj-26"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "message",
-          "text": "set 0",
-          "numinlets": 2,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            190.0,
-            502.0,
-            28.0,
-            22.0
-          ],
-          "id": "obj-27",
-          "hidden": 1
+          "id": "obj-22"
         }
       },
       {
@@ -555,12 +465,13 @@
             ""
           ],
           "patching_rect": [
-            190.0,
-            477.0,
-            30.0,
-            22.0
+            185,
+            504.0,
+            160.0,
+            36.0
           ],
-          "id": "obj-28"
+          "linecount": 2,
+          "id": "obj-23"
         }
       },
       {
@@ -582,26 +493,7 @@
           "min": -8.0,
           "size": 16.0,
           "varname": "latent6",
-          "id": "obj-29"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "message",
-          "text": "set 0",
-          "numinlets": 2,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            224.0,
-            502.0,
-            28.0,
-            22.0
-          ],
-          "id": "obj-30",
-          "hidden": 1
+          "id": "obj-24"
         }
       },
       {
@@ -614,12 +506,13 @@
             ""
           ],
           "patching_rect": [
-            224.0,
-            477.0,
-            30.0,
-            22.0
+            185,
+            528.0,
+            160.0,
+            36.0
           ],
-          "id": "obj-31"
+          "linecount": 2,
+          "id": "obj-25"
         }
       },
       {
@@ -641,26 +534,7 @@
           "min": -8.0,
           "size": 16.0,
           "varname": "latent7",
-          "id": "obj-32"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "message",
-          "text": "set 0",
-          "numinlets": 2,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            258.0,
-            502.0,
-            28.0,
-            22.0
-          ],
-          "id": "obj-33",
-          "hidden": 1
+          "id": "obj-26"
         }
       },
       {
@@ -673,12 +547,13 @@
             ""
           ],
           "patching_rect": [
-            258.0,
-            477.0,
-            30.0,
-            22.0
+            185,
+            552.0,
+            160.0,
+            36.0
           ],
-          "id": "obj-34"
+          "linecount": 2,
+          "id": "obj-27"
         }
       },
       {
@@ -689,12 +564,12 @@
           "numoutlets": 0,
           "patching_rect": [
             20,
-            542.0,
+            593.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-35"
+          "id": "obj-28"
         }
       },
       {
@@ -709,7 +584,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20,
-            590.0,
+            641.0,
             160.0,
             160.0
           ],
@@ -717,7 +592,7 @@
           "rightvalue": 1000,
           "bottomvalue": 0,
           "topvalue": 1000,
-          "id": "obj-36"
+          "id": "obj-29"
         }
       },
       {
@@ -731,11 +606,11 @@
           ],
           "patching_rect": [
             20,
-            758.0,
+            809.0,
             63.0,
             22.0
           ],
-          "id": "obj-37"
+          "id": "obj-30"
         }
       },
       {
@@ -749,11 +624,11 @@
           ],
           "patching_rect": [
             80,
-            758.0,
+            809.0,
             63.0,
             22.0
           ],
-          "id": "obj-38"
+          "id": "obj-31"
         }
       },
       {
@@ -767,11 +642,11 @@
           ],
           "patching_rect": [
             20,
-            786.0,
+            837.0,
             63.0,
             22.0
           ],
-          "id": "obj-39"
+          "id": "obj-32"
         }
       },
       {
@@ -785,11 +660,11 @@
           ],
           "patching_rect": [
             90,
-            786.0,
+            837.0,
             147.0,
             22.0
           ],
-          "id": "obj-40"
+          "id": "obj-33"
         }
       },
       {
@@ -800,12 +675,12 @@
           "numoutlets": 0,
           "patching_rect": [
             190,
-            650.0,
+            701.0,
             120,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-41"
+          "id": "obj-34"
         }
       },
       {
@@ -821,7 +696,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-42"
+          "id": "obj-35"
         }
       },
       {
@@ -847,7 +722,7 @@
           "size": 8,
           "contdata": 1,
           "setstyle": 0,
-          "id": "obj-43"
+          "id": "obj-36"
         }
       },
       {
@@ -865,7 +740,7 @@
             175.0,
             22.0
           ],
-          "id": "obj-44"
+          "id": "obj-37"
         }
       },
       {
@@ -881,7 +756,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-45"
+          "id": "obj-38"
         }
       },
       {
@@ -903,7 +778,7 @@
           "min": 0.0,
           "size": 8.0,
           "orientation": 1,
-          "id": "obj-46"
+          "id": "obj-39"
         }
       },
       {
@@ -924,7 +799,7 @@
           ],
           "minimum": 0.0,
           "maximum": 8.0,
-          "id": "obj-47"
+          "id": "obj-40"
         }
       },
       {
@@ -937,12 +812,13 @@
             ""
           ],
           "patching_rect": [
-            565,
-            352.0,
+            605,
+            322.0,
             47.0,
             22.0
           ],
-          "id": "obj-48"
+          "id": "obj-41",
+          "hidden": 1
         }
       },
       {
@@ -960,7 +836,7 @@
             168.0,
             22.0
           ],
-          "id": "obj-49"
+          "id": "obj-42"
         }
       },
       {
@@ -976,7 +852,7 @@
             48.0
           ],
           "linecount": 3,
-          "id": "obj-50"
+          "id": "obj-43"
         }
       },
       {
@@ -998,7 +874,7 @@
           "min": 0.0,
           "size": 10000.0,
           "orientation": 1,
-          "id": "obj-51"
+          "id": "obj-44"
         }
       },
       {
@@ -1019,7 +895,7 @@
           ],
           "minimum": 0.0,
           "maximum": 10000.0,
-          "id": "obj-52"
+          "id": "obj-45"
         }
       },
       {
@@ -1032,12 +908,13 @@
             ""
           ],
           "patching_rect": [
-            565,
-            470.0,
+            605,
+            440.0,
             54.0,
             22.0
           ],
-          "id": "obj-53"
+          "id": "obj-46",
+          "hidden": 1
         }
       },
       {
@@ -1055,7 +932,7 @@
             217.0,
             22.0
           ],
-          "id": "obj-54"
+          "id": "obj-47"
         }
       },
       {
@@ -1070,7 +947,7 @@
             320,
             20.0
           ],
-          "id": "obj-55"
+          "id": "obj-48"
         }
       },
       {
@@ -1092,7 +969,7 @@
           "min": -96.0,
           "size": 108.0,
           "orientation": 1,
-          "id": "obj-56"
+          "id": "obj-49"
         }
       },
       {
@@ -1113,7 +990,7 @@
           ],
           "minimum": -96.0,
           "maximum": 12.0,
-          "id": "obj-57"
+          "id": "obj-50"
         }
       },
       {
@@ -1126,12 +1003,13 @@
             ""
           ],
           "patching_rect": [
-            565,
-            560.0,
+            605,
+            530.0,
             47.0,
             22.0
           ],
-          "id": "obj-58"
+          "id": "obj-51",
+          "hidden": 1
         }
       },
       {
@@ -1149,7 +1027,7 @@
             182.0,
             22.0
           ],
-          "id": "obj-59"
+          "id": "obj-52"
         }
       },
       {
@@ -1165,7 +1043,7 @@
             48.0
           ],
           "linecount": 3,
-          "id": "obj-60"
+          "id": "obj-53"
         }
       },
       {
@@ -1183,7 +1061,7 @@
             30.0,
             30.0
           ],
-          "id": "obj-61"
+          "id": "obj-54"
         }
       },
       {
@@ -1201,7 +1079,7 @@
             110.0,
             22.0
           ],
-          "id": "obj-62"
+          "id": "obj-55"
         }
       },
       {
@@ -1216,7 +1094,7 @@
             300,
             20.0
           ],
-          "id": "obj-63",
+          "id": "obj-56",
           "fontface": 1
         }
       },
@@ -1233,7 +1111,7 @@
             62.0
           ],
           "linecount": 4,
-          "id": "obj-64"
+          "id": "obj-57"
         }
       },
       {
@@ -1257,7 +1135,7 @@
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-65"
+          "id": "obj-58"
         }
       },
       {
@@ -1276,7 +1154,7 @@
             84.0,
             22.0
           ],
-          "id": "obj-66"
+          "id": "obj-59"
         }
       },
       {
@@ -1294,7 +1172,7 @@
             70.0,
             22.0
           ],
-          "id": "obj-67"
+          "id": "obj-60"
         }
       },
       {
@@ -1312,7 +1190,7 @@
             168.0,
             22.0
           ],
-          "id": "obj-68"
+          "id": "obj-61"
         }
       },
       {
@@ -1328,7 +1206,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-69"
+          "id": "obj-62"
         }
       },
       {
@@ -1344,7 +1222,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-70"
+          "id": "obj-63"
         }
       },
       {
@@ -1368,7 +1246,7 @@
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-71"
+          "id": "obj-64"
         }
       },
       {
@@ -1387,7 +1265,7 @@
             84.0,
             22.0
           ],
-          "id": "obj-72"
+          "id": "obj-65"
         }
       },
       {
@@ -1405,7 +1283,7 @@
             70.0,
             22.0
           ],
-          "id": "obj-73"
+          "id": "obj-66"
         }
       },
       {
@@ -1423,7 +1301,7 @@
             168.0,
             22.0
           ],
-          "id": "obj-74"
+          "id": "obj-67"
         }
       },
       {
@@ -1439,7 +1317,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-75"
+          "id": "obj-68"
         }
       },
       {
@@ -1455,7 +1333,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-76"
+          "id": "obj-69"
         }
       },
       {
@@ -1479,7 +1357,7 @@
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-77"
+          "id": "obj-70"
         }
       },
       {
@@ -1498,7 +1376,7 @@
             84.0,
             22.0
           ],
-          "id": "obj-78"
+          "id": "obj-71"
         }
       },
       {
@@ -1516,7 +1394,7 @@
             70.0,
             22.0
           ],
-          "id": "obj-79"
+          "id": "obj-72"
         }
       },
       {
@@ -1534,7 +1412,7 @@
             154.0,
             22.0
           ],
-          "id": "obj-80"
+          "id": "obj-73"
         }
       },
       {
@@ -1552,7 +1430,7 @@
             40.0,
             22.0
           ],
-          "id": "obj-81"
+          "id": "obj-74"
         }
       },
       {
@@ -1570,7 +1448,7 @@
             40.0,
             22.0
           ],
-          "id": "obj-82"
+          "id": "obj-75"
         }
       },
       {
@@ -1586,7 +1464,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-83"
+          "id": "obj-76"
         }
       },
       {
@@ -1604,7 +1482,7 @@
             24.0,
             24.0
           ],
-          "id": "obj-84"
+          "id": "obj-77"
         }
       },
       {
@@ -1622,7 +1500,7 @@
             175.0,
             22.0
           ],
-          "id": "obj-85"
+          "id": "obj-78"
         }
       },
       {
@@ -1638,7 +1516,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-86"
+          "id": "obj-79"
         }
       },
       {
@@ -1659,7 +1537,7 @@
           ],
           "minimum": 1,
           "maximum": 65535,
-          "id": "obj-87"
+          "id": "obj-80"
         }
       },
       {
@@ -1677,7 +1555,7 @@
             40.0,
             22.0
           ],
-          "id": "obj-88"
+          "id": "obj-81"
         }
       },
       {
@@ -1695,7 +1573,7 @@
             196.0,
             22.0
           ],
-          "id": "obj-89"
+          "id": "obj-82"
         }
       },
       {
@@ -1711,7 +1589,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-90"
+          "id": "obj-83"
         }
       },
       {
@@ -1732,7 +1610,7 @@
           ],
           "minimum": 1,
           "maximum": 65535,
-          "id": "obj-91"
+          "id": "obj-84"
         }
       },
       {
@@ -1750,7 +1628,7 @@
             40.0,
             22.0
           ],
-          "id": "obj-92"
+          "id": "obj-85"
         }
       },
       {
@@ -1768,7 +1646,7 @@
             210.0,
             22.0
           ],
-          "id": "obj-93"
+          "id": "obj-86"
         }
       },
       {
@@ -1784,7 +1662,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-94",
+          "id": "obj-87",
           "fontface": 1
         }
       },
@@ -1801,7 +1679,7 @@
             76.0
           ],
           "linecount": 5,
-          "id": "obj-95"
+          "id": "obj-88"
         }
       },
       {
@@ -1825,7 +1703,7 @@
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-96"
+          "id": "obj-89"
         }
       },
       {
@@ -1844,7 +1722,7 @@
             84.0,
             22.0
           ],
-          "id": "obj-97"
+          "id": "obj-90"
         }
       },
       {
@@ -1862,7 +1740,7 @@
             70.0,
             22.0
           ],
-          "id": "obj-98"
+          "id": "obj-91"
         }
       },
       {
@@ -1880,7 +1758,7 @@
             168.0,
             22.0
           ],
-          "id": "obj-99"
+          "id": "obj-92"
         }
       },
       {
@@ -1898,7 +1776,7 @@
             54.0,
             22.0
           ],
-          "id": "obj-100"
+          "id": "obj-93"
         }
       },
       {
@@ -1916,7 +1794,7 @@
             40.0,
             22.0
           ],
-          "id": "obj-101"
+          "id": "obj-94"
         }
       },
       {
@@ -1934,7 +1812,7 @@
             47.0,
             22.0
           ],
-          "id": "obj-102"
+          "id": "obj-95"
         }
       },
       {
@@ -1952,7 +1830,7 @@
             33.0,
             22.0
           ],
-          "id": "obj-103"
+          "id": "obj-96"
         }
       },
       {
@@ -1970,7 +1848,7 @@
             47.0,
             22.0
           ],
-          "id": "obj-104"
+          "id": "obj-97"
         }
       },
       {
@@ -1988,7 +1866,7 @@
             47.0,
             22.0
           ],
-          "id": "obj-105"
+          "id": "obj-98"
         }
       },
       {
@@ -2006,7 +1884,7 @@
             40.0,
             22.0
           ],
-          "id": "obj-106"
+          "id": "obj-99"
         }
       },
       {
@@ -2021,7 +1899,7 @@
             300,
             20.0
           ],
-          "id": "obj-107",
+          "id": "obj-100",
           "fontface": 1
         }
       },
@@ -2038,7 +1916,7 @@
             48.0
           ],
           "linecount": 3,
-          "id": "obj-108"
+          "id": "obj-101"
         }
       },
       {
@@ -2056,7 +1934,7 @@
             110.0,
             22.0
           ],
-          "id": "obj-109"
+          "id": "obj-102"
         }
       },
       {
@@ -2074,7 +1952,7 @@
             168.0,
             22.0
           ],
-          "id": "obj-110"
+          "id": "obj-103"
         }
       },
       {
@@ -2090,7 +1968,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-111"
+          "id": "obj-104"
         }
       },
       {
@@ -2114,7 +1992,7 @@
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-112"
+          "id": "obj-105"
         }
       },
       {
@@ -2133,7 +2011,7 @@
             84.0,
             22.0
           ],
-          "id": "obj-113"
+          "id": "obj-106"
         }
       },
       {
@@ -2151,7 +2029,7 @@
             70.0,
             22.0
           ],
-          "id": "obj-114"
+          "id": "obj-107"
         }
       },
       {
@@ -2169,7 +2047,7 @@
             217.0,
             22.0
           ],
-          "id": "obj-115"
+          "id": "obj-108"
         }
       },
       {
@@ -2185,7 +2063,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-116"
+          "id": "obj-109"
         }
       },
       {
@@ -2203,7 +2081,7 @@
             40.0,
             22.0
           ],
-          "id": "obj-117"
+          "id": "obj-110"
         }
       },
       {
@@ -2221,7 +2099,7 @@
             196.0,
             22.0
           ],
-          "id": "obj-118"
+          "id": "obj-111"
         }
       },
       {
@@ -2236,7 +2114,7 @@
             300,
             20.0
           ],
-          "id": "obj-119",
+          "id": "obj-112",
           "fontface": 1
         }
       },
@@ -2255,7 +2133,7 @@
             119.0,
             22.0
           ],
-          "id": "obj-120"
+          "id": "obj-113"
         }
       },
       {
@@ -2281,9 +2159,10 @@
             1415,
             166,
             320,
-            22.0
+            78.0
           ],
-          "id": "obj-121"
+          "linecount": 5,
+          "id": "obj-114"
         }
       },
       {
@@ -2294,12 +2173,12 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            196,
+            252.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-122"
+          "id": "obj-115"
         }
       },
       {
@@ -2310,12 +2189,12 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            230,
+            286.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-123"
+          "id": "obj-116"
         }
       },
       {
@@ -2330,7 +2209,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             1415,
-            264.0,
+            320.0,
             192.0,
             80.0
           ],
@@ -2342,7 +2221,7 @@
           "contdata": 1,
           "setstyle": 1,
           "ignoreclick": 1,
-          "id": "obj-124"
+          "id": "obj-117"
         }
       },
       {
@@ -2353,12 +2232,12 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            372.0,
+            428.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-125"
+          "id": "obj-118"
         }
       },
       {
@@ -2373,11 +2252,11 @@
           ],
           "patching_rect": [
             1415,
-            406.0,
+            462.0,
             84.0,
             22.0
           ],
-          "id": "obj-126"
+          "id": "obj-119"
         }
       },
       {
@@ -2392,12 +2271,12 @@
           "parameter_enable": 0,
           "patching_rect": [
             1415,
-            442.0,
+            498.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-127"
+          "id": "obj-120"
         }
       },
       {
@@ -2412,12 +2291,12 @@
           "parameter_enable": 0,
           "patching_rect": [
             1467,
-            442.0,
+            498.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-128"
+          "id": "obj-121"
         }
       },
       {
@@ -2428,12 +2307,12 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            480.0,
+            536.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-129"
+          "id": "obj-122"
         }
       },
       {
@@ -2448,11 +2327,11 @@
           ],
           "patching_rect": [
             1415,
-            514.0,
+            570.0,
             84.0,
             22.0
           ],
-          "id": "obj-130"
+          "id": "obj-123"
         }
       },
       {
@@ -2467,12 +2346,12 @@
           "parameter_enable": 0,
           "patching_rect": [
             1415,
-            550.0,
+            606.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-131"
+          "id": "obj-124"
         }
       },
       {
@@ -2487,12 +2366,12 @@
           "parameter_enable": 0,
           "patching_rect": [
             1467,
-            550.0,
+            606.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-132"
+          "id": "obj-125"
         }
       },
       {
@@ -2507,7 +2386,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             1415,
-            580.0,
+            636.0,
             40.0,
             70.0
           ],
@@ -2518,7 +2397,7 @@
           "size": 2,
           "setstyle": 1,
           "ignoreclick": 1,
-          "id": "obj-133"
+          "id": "obj-126"
         }
       },
       {
@@ -2529,11 +2408,11 @@
           "numoutlets": 0,
           "patching_rect": [
             1465,
-            600.0,
+            656.0,
             150,
             20.0
           ],
-          "id": "obj-134"
+          "id": "obj-127"
         }
       },
       {
@@ -2544,12 +2423,12 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            668.0,
+            724.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-135"
+          "id": "obj-128"
         }
       },
       {
@@ -2564,12 +2443,12 @@
           "parameter_enable": 0,
           "patching_rect": [
             1415,
-            702.0,
+            758.0,
             60.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-136"
+          "id": "obj-129"
         }
       },
       {
@@ -2580,12 +2459,12 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            746.0,
+            802.0,
             320,
             62.0
           ],
           "linecount": 4,
-          "id": "obj-137"
+          "id": "obj-130"
         }
       },
       {
@@ -2604,11 +2483,11 @@
           ],
           "patching_rect": [
             1415,
-            808.0,
+            864.0,
             140.0,
             22.0
           ],
-          "id": "obj-138"
+          "id": "obj-131"
         }
       },
       {
@@ -2623,12 +2502,12 @@
           "parameter_enable": 0,
           "patching_rect": [
             1415,
-            844.0,
+            900.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-139"
+          "id": "obj-132"
         }
       },
       {
@@ -2643,7 +2522,142 @@
           "parameter_enable": 0,
           "patching_rect": [
             1467,
-            844.0,
+            900.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-133"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1519,
+            900.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-134"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1571,
+            900.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-135"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1623,
+            900.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-136"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1675,
+            900.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-137"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/decode_ms ff: Decode time per frame, p50 and p99 (ms).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1415,
+            938.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-138"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "unpack f f",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "float",
+            "float"
+          ],
+          "patching_rect": [
+            1415,
+            972.0,
+            84.0,
+            22.0
+          ],
+          "id": "obj-139"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1415,
+            1008.0,
             48.0,
             22.0
           ],
@@ -2662,148 +2676,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1519,
-            844.0,
+            1467,
+            1008.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
           "id": "obj-141"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1571,
-            844.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-142"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1623,
-            844.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-143"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1675,
-            844.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-144"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "comment",
-          "text": "state/decode_ms ff: Decode time per frame, p50 and p99 (ms).",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            1415,
-            882.0,
-            320,
-            34.0
-          ],
-          "linecount": 2,
-          "id": "obj-145"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "unpack f f",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "float",
-            "float"
-          ],
-          "patching_rect": [
-            1415,
-            916.0,
-            84.0,
-            22.0
-          ],
-          "id": "obj-146"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1415,
-            952.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-147"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1467,
-            952.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-148"
         }
       },
       {
@@ -2814,12 +2693,12 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            990.0,
+            1046.0,
             320,
             48.0
           ],
           "linecount": 3,
-          "id": "obj-149"
+          "id": "obj-142"
         }
       },
       {
@@ -2833,11 +2712,11 @@
           ],
           "patching_rect": [
             1415,
-            1038.0,
+            1094.0,
             91.0,
             22.0
           ],
-          "id": "obj-150"
+          "id": "obj-143"
         }
       },
       {
@@ -2851,11 +2730,11 @@
           ],
           "patching_rect": [
             1415,
-            1074.0,
+            1130.0,
             310,
             22.0
           ],
-          "id": "obj-151"
+          "id": "obj-144"
         }
       },
       {
@@ -2866,12 +2745,12 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            1112.0,
+            1168.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-152"
+          "id": "obj-145"
         }
       },
       {
@@ -2885,11 +2764,11 @@
           ],
           "patching_rect": [
             1415,
-            1146.0,
+            1202.0,
             91.0,
             22.0
           ],
-          "id": "obj-153"
+          "id": "obj-146"
         }
       },
       {
@@ -2903,11 +2782,11 @@
           ],
           "patching_rect": [
             1415,
-            1182.0,
+            1238.0,
             310,
             22.0
           ],
-          "id": "obj-154"
+          "id": "obj-147"
         }
       },
       {
@@ -2918,11 +2797,11 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            1220.0,
+            1276.0,
             320,
             20.0
           ],
-          "id": "obj-155"
+          "id": "obj-148"
         }
       },
       {
@@ -2936,11 +2815,11 @@
           ],
           "patching_rect": [
             1415,
-            1254.0,
+            1310.0,
             91.0,
             22.0
           ],
-          "id": "obj-156"
+          "id": "obj-149"
         }
       },
       {
@@ -2954,11 +2833,11 @@
           ],
           "patching_rect": [
             1415,
-            1290.0,
+            1346.0,
             310,
             22.0
           ],
-          "id": "obj-157"
+          "id": "obj-150"
         }
       },
       {
@@ -2969,12 +2848,12 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            1328.0,
+            1384.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-158"
+          "id": "obj-151"
         }
       },
       {
@@ -2988,11 +2867,11 @@
           ],
           "patching_rect": [
             1415,
-            1362.0,
+            1418.0,
             91.0,
             22.0
           ],
-          "id": "obj-159"
+          "id": "obj-152"
         }
       },
       {
@@ -3006,11 +2885,11 @@
           ],
           "patching_rect": [
             1415,
-            1398.0,
+            1454.0,
             310,
             22.0
           ],
-          "id": "obj-160"
+          "id": "obj-153"
         }
       },
       {
@@ -3022,11 +2901,11 @@
           "outlettype": [],
           "patching_rect": [
             1415,
-            1436.0,
+            1492.0,
             168.0,
             22.0
           ],
-          "id": "obj-161"
+          "id": "obj-154"
         }
       }
     ],
@@ -3106,19 +2985,7 @@
       {
         "patchline": {
           "source": [
-            "obj-4",
-            0
-          ],
-          "destination": [
-            "obj-15",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-15",
+            "obj-12",
             0
           ],
           "destination": [
@@ -3134,7 +3001,7 @@
             0
           ],
           "destination": [
-            "obj-16",
+            "obj-15",
             0
           ]
         }
@@ -3142,7 +3009,7 @@
       {
         "patchline": {
           "source": [
-            "obj-16",
+            "obj-15",
             0
           ],
           "destination": [
@@ -3154,11 +3021,11 @@
       {
         "patchline": {
           "source": [
-            "obj-4",
+            "obj-12",
             0
           ],
           "destination": [
-            "obj-18",
+            "obj-16",
             0
           ]
         }
@@ -3166,7 +3033,7 @@
       {
         "patchline": {
           "source": [
-            "obj-18",
+            "obj-16",
             0
           ],
           "destination": [
@@ -3179,6 +3046,30 @@
         "patchline": {
           "source": [
             "obj-17",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-12",
+            0
+          ],
+          "destination": [
+            "obj-18",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-18",
             0
           ],
           "destination": [
@@ -3202,19 +3093,7 @@
       {
         "patchline": {
           "source": [
-            "obj-4",
-            0
-          ],
-          "destination": [
-            "obj-21",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-21",
+            "obj-12",
             0
           ],
           "destination": [
@@ -3230,7 +3109,7 @@
             0
           ],
           "destination": [
-            "obj-22",
+            "obj-21",
             0
           ]
         }
@@ -3238,7 +3117,7 @@
       {
         "patchline": {
           "source": [
-            "obj-22",
+            "obj-21",
             0
           ],
           "destination": [
@@ -3250,11 +3129,11 @@
       {
         "patchline": {
           "source": [
-            "obj-4",
+            "obj-12",
             0
           ],
           "destination": [
-            "obj-24",
+            "obj-22",
             0
           ]
         }
@@ -3262,7 +3141,7 @@
       {
         "patchline": {
           "source": [
-            "obj-24",
+            "obj-22",
             0
           ],
           "destination": [
@@ -3275,6 +3154,30 @@
         "patchline": {
           "source": [
             "obj-23",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-12",
+            0
+          ],
+          "destination": [
+            "obj-24",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-24",
             0
           ],
           "destination": [
@@ -3298,19 +3201,7 @@
       {
         "patchline": {
           "source": [
-            "obj-4",
-            0
-          ],
-          "destination": [
-            "obj-27",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-27",
+            "obj-12",
             0
           ],
           "destination": [
@@ -3326,7 +3217,7 @@
             0
           ],
           "destination": [
-            "obj-28",
+            "obj-27",
             0
           ]
         }
@@ -3334,7 +3225,7 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
+            "obj-27",
             0
           ],
           "destination": [
@@ -3346,7 +3237,7 @@
       {
         "patchline": {
           "source": [
-            "obj-4",
+            "obj-29",
             0
           ],
           "destination": [
@@ -3358,11 +3249,23 @@
       {
         "patchline": {
           "source": [
+            "obj-29",
+            1
+          ],
+          "destination": [
+            "obj-31",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-30",
             0
           ],
           "destination": [
-            "obj-29",
+            "obj-32",
             0
           ]
         }
@@ -3370,19 +3273,19 @@
       {
         "patchline": {
           "source": [
-            "obj-29",
+            "obj-31",
             0
           ],
           "destination": [
-            "obj-31",
-            0
+            "obj-32",
+            1
           ]
         }
       },
       {
         "patchline": {
           "source": [
-            "obj-31",
+            "obj-33",
             0
           ],
           "destination": [
@@ -3394,7 +3297,7 @@
       {
         "patchline": {
           "source": [
-            "obj-4",
+            "obj-32",
             0
           ],
           "destination": [
@@ -3406,31 +3309,7 @@
       {
         "patchline": {
           "source": [
-            "obj-33",
-            0
-          ],
-          "destination": [
-            "obj-32",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-32",
-            0
-          ],
-          "destination": [
-            "obj-34",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-34",
+            "obj-37",
             0
           ],
           "destination": [
@@ -3454,43 +3333,55 @@
       {
         "patchline": {
           "source": [
-            "obj-36",
-            1
-          ],
-          "destination": [
-            "obj-38",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-37",
-            0
-          ],
-          "destination": [
             "obj-39",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-38",
-            0
           ],
           "destination": [
-            "obj-39",
-            1
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
             "obj-40",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-4",
+            0
+          ],
+          "destination": [
+            "obj-41",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-41",
+            0
+          ],
+          "destination": [
+            "obj-39",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-41",
+            0
+          ],
+          "destination": [
+            "obj-40",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-42",
             0
           ],
           "destination": [
@@ -3502,11 +3393,11 @@
       {
         "patchline": {
           "source": [
-            "obj-39",
+            "obj-40",
             0
           ],
           "destination": [
-            "obj-40",
+            "obj-42",
             0
           ]
         }
@@ -3518,7 +3409,7 @@
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-45",
             0
           ]
         }
@@ -3526,7 +3417,19 @@
       {
         "patchline": {
           "source": [
-            "obj-43",
+            "obj-4",
+            0
+          ],
+          "destination": [
+            "obj-46",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-46",
             0
           ],
           "destination": [
@@ -3542,19 +3445,19 @@
             0
           ],
           "destination": [
+            "obj-45",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-47",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-4",
-            0
           ],
           "destination": [
-            "obj-48",
+            "obj-2",
             0
           ]
         }
@@ -3562,19 +3465,7 @@
       {
         "patchline": {
           "source": [
-            "obj-48",
-            0
-          ],
-          "destination": [
-            "obj-46",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-48",
+            "obj-45",
             0
           ],
           "destination": [
@@ -3590,7 +3481,7 @@
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-50",
             0
           ]
         }
@@ -3598,7 +3489,19 @@
       {
         "patchline": {
           "source": [
-            "obj-47",
+            "obj-4",
+            0
+          ],
+          "destination": [
+            "obj-51",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-51",
             0
           ],
           "destination": [
@@ -3614,19 +3517,19 @@
             0
           ],
           "destination": [
+            "obj-50",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-52",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-4",
-            0
           ],
           "destination": [
-            "obj-53",
+            "obj-2",
             0
           ]
         }
@@ -3634,19 +3537,7 @@
       {
         "patchline": {
           "source": [
-            "obj-53",
-            0
-          ],
-          "destination": [
-            "obj-51",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-53",
+            "obj-50",
             0
           ],
           "destination": [
@@ -3662,7 +3553,7 @@
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-55",
             0
           ]
         }
@@ -3670,83 +3561,11 @@
       {
         "patchline": {
           "source": [
-            "obj-52",
-            0
-          ],
-          "destination": [
-            "obj-54",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-56",
-            0
-          ],
-          "destination": [
-            "obj-57",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-4",
-            0
-          ],
-          "destination": [
-            "obj-58",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-58",
-            0
-          ],
-          "destination": [
-            "obj-56",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-58",
-            0
-          ],
-          "destination": [
-            "obj-57",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-59",
+            "obj-55",
             0
           ],
           "destination": [
             "obj-2",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-57",
-            0
-          ],
-          "destination": [
-            "obj-59",
             0
           ]
         }
@@ -3758,7 +3577,7 @@
             0
           ],
           "destination": [
-            "obj-62",
+            "obj-2",
             0
           ]
         }
@@ -3766,7 +3585,43 @@
       {
         "patchline": {
           "source": [
-            "obj-62",
+            "obj-58",
+            0
+          ],
+          "destination": [
+            "obj-59",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-59",
+            0
+          ],
+          "destination": [
+            "obj-60",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-60",
+            0
+          ],
+          "destination": [
+            "obj-61",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-67",
             0
           ],
           "destination": [
@@ -3778,11 +3633,11 @@
       {
         "patchline": {
           "source": [
-            "obj-68",
+            "obj-64",
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-65",
             0
           ]
         }
@@ -3814,11 +3669,11 @@
       {
         "patchline": {
           "source": [
-            "obj-67",
+            "obj-73",
             0
           ],
           "destination": [
-            "obj-68",
+            "obj-2",
             0
           ]
         }
@@ -3826,11 +3681,11 @@
       {
         "patchline": {
           "source": [
-            "obj-74",
+            "obj-70",
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-71",
             0
           ]
         }
@@ -3862,11 +3717,11 @@
       {
         "patchline": {
           "source": [
-            "obj-73",
+            "obj-74",
             0
           ],
           "destination": [
-            "obj-74",
+            "obj-73",
             0
           ]
         }
@@ -3874,7 +3729,19 @@
       {
         "patchline": {
           "source": [
-            "obj-80",
+            "obj-75",
+            0
+          ],
+          "destination": [
+            "obj-73",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-78",
             0
           ],
           "destination": [
@@ -3898,30 +3765,6 @@
       {
         "patchline": {
           "source": [
-            "obj-78",
-            0
-          ],
-          "destination": [
-            "obj-79",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-79",
-            0
-          ],
-          "destination": [
-            "obj-80",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
             "obj-81",
             0
           ],
@@ -3938,7 +3781,19 @@
             0
           ],
           "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-80",
+            0
+          ],
+          "destination": [
+            "obj-82",
             0
           ]
         }
@@ -3947,6 +3802,18 @@
         "patchline": {
           "source": [
             "obj-85",
+            0
+          ],
+          "destination": [
+            "obj-84",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-86",
             0
           ],
           "destination": [
@@ -3962,43 +3829,7 @@
             0
           ],
           "destination": [
-            "obj-85",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-88",
-            0
-          ],
-          "destination": [
-            "obj-87",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-89",
-            0
-          ],
-          "destination": [
-            "obj-2",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-87",
-            0
-          ],
-          "destination": [
-            "obj-89",
+            "obj-86",
             0
           ]
         }
@@ -4010,7 +3841,43 @@
             0
           ],
           "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-89",
+            0
+          ],
+          "destination": [
+            "obj-90",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-90",
+            0
+          ],
+          "destination": [
             "obj-91",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-91",
+            0
+          ],
+          "destination": [
+            "obj-92",
             0
           ]
         }
@@ -4022,7 +3889,7 @@
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-92",
             0
           ]
         }
@@ -4030,11 +3897,11 @@
       {
         "patchline": {
           "source": [
-            "obj-91",
+            "obj-94",
             0
           ],
           "destination": [
-            "obj-93",
+            "obj-92",
             0
           ]
         }
@@ -4042,11 +3909,11 @@
       {
         "patchline": {
           "source": [
-            "obj-99",
+            "obj-95",
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-92",
             0
           ]
         }
@@ -4058,7 +3925,7 @@
             0
           ],
           "destination": [
-            "obj-97",
+            "obj-92",
             0
           ]
         }
@@ -4070,7 +3937,7 @@
             0
           ],
           "destination": [
-            "obj-98",
+            "obj-92",
             0
           ]
         }
@@ -4082,7 +3949,7 @@
             0
           ],
           "destination": [
-            "obj-99",
+            "obj-92",
             0
           ]
         }
@@ -4090,35 +3957,11 @@
       {
         "patchline": {
           "source": [
-            "obj-100",
+            "obj-99",
             0
           ],
           "destination": [
-            "obj-99",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-101",
-            0
-          ],
-          "destination": [
-            "obj-99",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-102",
-            0
-          ],
-          "destination": [
-            "obj-99",
+            "obj-92",
             0
           ]
         }
@@ -4130,7 +3973,7 @@
             0
           ],
           "destination": [
-            "obj-99",
+            "obj-2",
             0
           ]
         }
@@ -4138,11 +3981,23 @@
       {
         "patchline": {
           "source": [
-            "obj-104",
+            "obj-102",
             0
           ],
           "destination": [
-            "obj-99",
+            "obj-103",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-108",
+            0
+          ],
+          "destination": [
+            "obj-2",
             0
           ]
         }
@@ -4154,7 +4009,7 @@
             0
           ],
           "destination": [
-            "obj-99",
+            "obj-106",
             0
           ]
         }
@@ -4166,7 +4021,7 @@
             0
           ],
           "destination": [
-            "obj-99",
+            "obj-107",
             0
           ]
         }
@@ -4174,71 +4029,11 @@
       {
         "patchline": {
           "source": [
-            "obj-110",
+            "obj-107",
             0
           ],
           "destination": [
-            "obj-2",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-109",
-            0
-          ],
-          "destination": [
-            "obj-110",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-115",
-            0
-          ],
-          "destination": [
-            "obj-2",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-112",
-            0
-          ],
-          "destination": [
-            "obj-113",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-113",
-            0
-          ],
-          "destination": [
-            "obj-114",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-114",
-            0
-          ],
-          "destination": [
-            "obj-115",
+            "obj-108",
             0
           ]
         }
@@ -4250,7 +4045,7 @@
             0
           ],
           "destination": [
-            "obj-117",
+            "obj-110",
             0
           ]
         }
@@ -4258,11 +4053,11 @@
       {
         "patchline": {
           "source": [
-            "obj-117",
+            "obj-110",
             0
           ],
           "destination": [
-            "obj-118",
+            "obj-111",
             0
           ]
         }
@@ -4270,7 +4065,7 @@
       {
         "patchline": {
           "source": [
-            "obj-118",
+            "obj-111",
             0
           ],
           "destination": [
@@ -4282,8 +4077,44 @@
       {
         "patchline": {
           "source": [
+            "obj-113",
+            0
+          ],
+          "destination": [
+            "obj-114",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-114",
+            0
+          ],
+          "destination": [
+            "obj-117",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-119",
+            0
+          ],
+          "destination": [
             "obj-120",
             0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-119",
+            1
           ],
           "destination": [
             "obj-121",
@@ -4294,7 +4125,19 @@
       {
         "patchline": {
           "source": [
-            "obj-121",
+            "obj-114",
+            1
+          ],
+          "destination": [
+            "obj-119",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-123",
             0
           ],
           "destination": [
@@ -4306,23 +4149,11 @@
       {
         "patchline": {
           "source": [
-            "obj-126",
-            0
-          ],
-          "destination": [
-            "obj-127",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-126",
+            "obj-123",
             1
           ],
           "destination": [
-            "obj-128",
+            "obj-125",
             0
           ]
         }
@@ -4330,8 +4161,20 @@
       {
         "patchline": {
           "source": [
-            "obj-121",
-            1
+            "obj-114",
+            2
+          ],
+          "destination": [
+            "obj-123",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-114",
+            2
           ],
           "destination": [
             "obj-126",
@@ -4342,20 +4185,20 @@
       {
         "patchline": {
           "source": [
-            "obj-130",
-            0
+            "obj-114",
+            3
           ],
           "destination": [
+            "obj-129",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-131",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-130",
-            1
           ],
           "destination": [
             "obj-132",
@@ -4366,20 +4209,8 @@
       {
         "patchline": {
           "source": [
-            "obj-121",
-            2
-          ],
-          "destination": [
-            "obj-130",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-121",
-            2
+            "obj-131",
+            1
           ],
           "destination": [
             "obj-133",
@@ -4390,8 +4221,32 @@
       {
         "patchline": {
           "source": [
-            "obj-121",
+            "obj-131",
+            2
+          ],
+          "destination": [
+            "obj-134",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-131",
             3
+          ],
+          "destination": [
+            "obj-135",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-131",
+            4
           ],
           "destination": [
             "obj-136",
@@ -4402,11 +4257,11 @@
       {
         "patchline": {
           "source": [
-            "obj-138",
-            0
+            "obj-131",
+            5
           ],
           "destination": [
-            "obj-139",
+            "obj-137",
             0
           ]
         }
@@ -4414,8 +4269,20 @@
       {
         "patchline": {
           "source": [
-            "obj-138",
-            1
+            "obj-114",
+            4
+          ],
+          "destination": [
+            "obj-131",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-139",
+            0
           ],
           "destination": [
             "obj-140",
@@ -4426,8 +4293,8 @@
       {
         "patchline": {
           "source": [
-            "obj-138",
-            2
+            "obj-139",
+            1
           ],
           "destination": [
             "obj-141",
@@ -4438,11 +4305,11 @@
       {
         "patchline": {
           "source": [
-            "obj-138",
-            3
+            "obj-114",
+            5
           ],
           "destination": [
-            "obj-142",
+            "obj-139",
             0
           ]
         }
@@ -4450,8 +4317,8 @@
       {
         "patchline": {
           "source": [
-            "obj-138",
-            4
+            "obj-114",
+            6
           ],
           "destination": [
             "obj-143",
@@ -4462,8 +4329,8 @@
       {
         "patchline": {
           "source": [
-            "obj-138",
-            5
+            "obj-143",
+            0
           ],
           "destination": [
             "obj-144",
@@ -4474,11 +4341,11 @@
       {
         "patchline": {
           "source": [
-            "obj-121",
-            4
+            "obj-114",
+            7
           ],
           "destination": [
-            "obj-138",
+            "obj-146",
             0
           ]
         }
@@ -4498,83 +4365,11 @@
       {
         "patchline": {
           "source": [
-            "obj-146",
-            1
-          ],
-          "destination": [
-            "obj-148",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-121",
-            5
-          ],
-          "destination": [
-            "obj-146",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-121",
-            6
-          ],
-          "destination": [
-            "obj-150",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-150",
-            0
-          ],
-          "destination": [
-            "obj-151",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-121",
-            7
-          ],
-          "destination": [
-            "obj-153",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-153",
-            0
-          ],
-          "destination": [
-            "obj-154",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-121",
+            "obj-114",
             8
           ],
           "destination": [
-            "obj-156",
+            "obj-149",
             0
           ]
         }
@@ -4582,11 +4377,11 @@
       {
         "patchline": {
           "source": [
-            "obj-156",
+            "obj-149",
             0
           ],
           "destination": [
-            "obj-157",
+            "obj-150",
             0
           ]
         }
@@ -4594,11 +4389,11 @@
       {
         "patchline": {
           "source": [
-            "obj-121",
+            "obj-114",
             9
           ],
           "destination": [
-            "obj-159",
+            "obj-152",
             0
           ]
         }
@@ -4606,11 +4401,11 @@
       {
         "patchline": {
           "source": [
-            "obj-159",
+            "obj-152",
             0
           ],
           "destination": [
-            "obj-160",
+            "obj-153",
             0
           ]
         }
@@ -4618,11 +4413,11 @@
       {
         "patchline": {
           "source": [
-            "obj-121",
+            "obj-114",
             10
           ],
           "destination": [
-            "obj-161",
+            "obj-154",
             0
           ]
         }
