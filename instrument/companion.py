@@ -278,7 +278,7 @@ class MaxPatcher:
             "patching_rect": [x, y, width, 22.0],
         }
         # A long box (the state [route]) wraps in Max; give it the height of its lines.
-        linecount = -(-int(6.5 * len(text) + 10.0) // int(width))
+        linecount = -(-int(6.0 * len(text) + 8.0) // int(width))
         if linecount > 1:
             box["linecount"] = linecount
             box["patching_rect"][3] = 8.0 + 14.0 * linecount
