@@ -99,10 +99,31 @@ class RingOutput:
         self.written = 0
         self._action: Any = None
         self.device_latency_s = float(self.mixer.latency)
+        self.device_underflow_times: list[float] = []  # wall-clock (epoch) times of flagged seconds
+        self.device_underflows = 0
+        self._stats_action: Any = None
+        self._stats_due = 0.0
+        self._t0 = 0.0
 
     def start(self) -> None:
         self.mixer.start()
+        self._t0 = time.perf_counter()
+        self._stats_due = self._t0 + 1.0
         self._arm()
+
+    def _poll_stats(self) -> None:
+        """Fetch PortAudio's own underflow flags once a second (rtmixer resets them atomically)."""
+        now = time.perf_counter()
+        act = self._stats_action
+        if act is not None and act not in self.mixer.actions:
+            n = int(act.stats.output_underflows)
+            if n:
+                self.device_underflows += n
+                self.device_underflow_times.append(round(time.time(), 2))
+            self._stats_action = None
+        if act is None and now >= self._stats_due:
+            self._stats_due = now + 1.0
+            self._stats_action = self.mixer.fetch_and_reset_stats()
 
     def _arm(self) -> None:
         self._action = self.mixer.play_ringbuffer(self.ring)
@@ -120,6 +141,7 @@ class RingOutput:
 
     def poll(self, prebuffer: int) -> None:
         """Detect a dropped playback action (ring ran dry); re-arm once refilled. Decode worker."""
+        self._poll_stats()
         action = self._action
         if action is None:
             if self.fill() >= prebuffer:
@@ -138,15 +160,14 @@ class RingOutput:
         self.written += n
         return n
 
-    def device_underflows(self) -> int:
-        return 0  # PortAudio's own flags are fetched at close (rtmixer stats need an idle stream)
-
     def close(self) -> dict[str, int]:
         stats: dict[str, int] = {}
         try:
             self.mixer.stop()
             s = self.mixer.stats
-            stats = {"blocks": int(s.blocks), "output_underflows": int(s.output_underflows)}
+            self.device_underflows += int(s.output_underflows)
+            stats = {"blocks": int(s.blocks), "device_underflows": self.device_underflows,
+                     "device_underflow_at": self.device_underflow_times}
         except Exception:
             pass
         self.mixer.close()
@@ -208,8 +229,8 @@ class ClockOutput:
             return np.zeros((0, self.channels), dtype=np.float32)
         return np.concatenate(self.frames)
 
-    def device_underflows(self) -> int:
-        return 0
+    device_underflows = 0
+    device_underflow_times: list[float] = []  # noqa: RUF012 - never written: no device
 
     def close(self) -> dict[str, int]:
         return {}

@@ -255,7 +255,15 @@ def run_live(args: argparse.Namespace) -> int:
             device = sd.default.device[1]
             if device is None or device < 0:
                 raise OutputError("no default output device")
-    except (OutputError, sd.PortAudioError) as exc:
+    except OutputError as exc:
+        if "matches several" in str(exc):
+            raise UserError(str(exc)) from None
+        raise UserError(
+            f"{exc}. No usable audio output: start JACK (e.g. `jackd -d dummy -r 48000 -p 256 &`, "
+            "then --device 'JACK Audio'), pick one from --list-devices, or render a file with "
+            "--offline OUT.wav --seconds 10"
+        ) from None
+    except sd.PortAudioError as exc:
         raise UserError(
             f"{exc}. No usable audio output: start JACK (e.g. `jackd -d dummy -r 48000 -p 256 &`, "
             "then --device 'JACK Audio'), pick one from --list-devices, or render a file with "

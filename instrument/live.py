@@ -141,6 +141,7 @@ class LiveEngine:
         while not self._stop.is_set():
             out.poll(target)
             self.metrics.underruns = out.underruns
+            self.metrics.device_underflows = out.device_underflows
             fill = out.fill()
             self.metrics.ring_fill = fill
             if fill < target and out.space() >= 2 * frame_guess:
@@ -245,7 +246,7 @@ class LiveEngine:
         p50, p99 = self.metrics.decode_ms()
         med, jit = self.metrics.latency_ms()
         lat = f"{med:.1f}±{jit:.1f} ms" if math.isfinite(med) else "n/a"
-        return (f"underruns {self.metrics.underruns}  decode p50 {p50:.2f} ms p99 {p99:.2f} ms  "
+        return (f"underruns {self.metrics.underruns} (device {self.metrics.device_underflows})  decode p50 {p50:.2f} ms p99 {p99:.2f} ms  "
                 f"ring {self.metrics.ring_fill}/{self.config.prebuffer}  latency {lat}  "
                 f"level {self.metrics.rms_db:.0f} dB  rejected {self.reporter.total}")
 
