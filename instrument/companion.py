@@ -715,8 +715,11 @@ def render_max_sensors(
     p = MaxPatcher((60.0, 100.0, 1100.0, 760.0))
     p.comment(
         f"Sillage sensors: forwards a sensor stream to Sillage (UDP {osc_port}). Turn on ONE "
-        "gate per source: 'raw' passes the stream unchanged for a Sillage patch that maps it "
-        "(e.g. --patch dancer-riot); 'direct' maps a few values to the latent here. "
+        "gate per source: 'raw' passes the stream unchanged to Sillage's main port, where a "
+        "Sillage patch that knows the format maps it (e.g. --patch dancer-riot: it filters, "
+        "computes intensity, tilt, kicks); 'direct' maps a few values to the latent here. "
+        "Only one program can listen on a port: with 'raw', change the port in the Sillage "
+        f"patch's [[input]] (e.g. to {riot_port + 1}) so this patch keeps {riot_port}. "
         f"{_GENERATED}.",
         20,
         10,
@@ -728,8 +731,8 @@ def render_max_sensors(
     p.boxes[-1]["fontface"] = 1
     p.comment(
         f"The module sends OSC to this computer on UDP {riot_port} (set in its web page). "
-        "Firmware streams /<id>/raw: accelerometer x y z, gyroscope x y z, magnetometer ... "
-        "Change /0/raw below to your module's id.",
+        "R-IoT v2 firmware streams /<id>/raw: 22 numbers, accelerometer x y z (g) first, "
+        "then gyroscope, magnetometer, ... Change /0/raw below to your module's id.",
         20,
         134,
         480,
@@ -1159,11 +1162,12 @@ and [docs/osc.md](osc.md), so they always match what the engine accepts.
 ### 1. Start Sillage
 
 ```sh
-python run_instrument.py            # default model and patch; OSC on UDP {osc_port}
+make run                     # or: python run_instrument.py  (default model and patch)
 ```
 
-Wait for the line starting with `Sillage ready`. Another port: `--osc-port PORT` (then
-change `{osc_port}` in the patch, see below).
+Wait for the line starting with `Sillage ready`: OSC is up on UDP {osc_port}. Another port:
+`--osc-port PORT` (then change `{osc_port}` in the patch, see below). Another computer:
+`--listen 0.0.0.0`, and the engine's IP address instead of `127.0.0.1` in the patch.
 
 ### 2a. Max/MSP (Max 8 or later)
 
@@ -1171,22 +1175,26 @@ change `{osc_port}` in the patch, see below).
 2. On load it sends `{PREFIX}/subscribe {state_port}`, so the state displays on the right
    (played latent, level meter, underruns, latency) start moving. If you started Sillage
    after the patch, click the `{state_port}` message box next to `loadbang` once.
-3. Play: {latent_line}the XY pad (`{PREFIX}/xy`), gain, the panic button, scale and
-   smoothing. Type a model path or a patch name into the text fields and press Enter to
+3. Play: {latent_line}the XY pad
+   (`{PREFIX}/xy`), gain, the panic button, scale and smoothing. Type a model path or a patch name into the text fields and press Enter to
    load it; click `keep`/`drop` to tag the moment; the toggle records the session.
 4. To drive Sillage from your own patch, copy any `[prepend /sillage/…]` → `[udpsend
    127.0.0.1 {osc_port}]` pair, or just send `/sillage/latent/0 0.5`-style messages into a
    `[udpsend 127.0.0.1 {osc_port}]`. Any numeric type works: ints and floats are both
    accepted.
 5. Sensors: `patches/max/sillage-sensors.maxpat` receives an R-IoT stream on UDP
-   {RIOT_PORT} and either forwards it unchanged (for a Sillage patch that maps it, e.g.
-   `--patch dancer-riot`) or maps the accelerometer to latent dimensions; it also reads a
-   gamepad or joystick with `[hi]` and moves the XY pad.
+   {RIOT_PORT} and either forwards it unchanged to Sillage's port {osc_port} ("raw": a
+   Sillage patch that knows the format maps it, e.g. `--patch dancer-riot`) or maps the
+   accelerometer to latent dimensions itself ("direct"); it also reads a gamepad or
+   joystick with `[hi]` and moves the XY pad. Only one program can listen on a port: with
+   "raw", change the `port` of the Sillage patch's `[[input]]` (say to {RIOT_PORT + 1})
+   so Max keeps {RIOT_PORT}. If the sensor needs nothing from Max, skip Max: point the
+   R-IoT at Sillage directly (`--patch dancer-riot` listens on {RIOT_PORT}).
 
 Another engine port: edit the `[udpsend 127.0.0.1 {osc_port}]` box. Another state port:
 edit `[udpreceive {state_port}]` and the `{state_port}` message box to the same number.
 
-### 2b. Pure Data (vanilla, 0.51 or later)
+### 2b. Pure Data (vanilla, 0.52 or later; tested with 0.53)
 
 1. Open `patches/pd/sillage-control.pd`. It uses only vanilla objects (`[oscformat]`,
    `[netsend -u -b]`, `[netreceive -u -b]`, `[oscparse]`): no externals to install.
@@ -1197,7 +1205,7 @@ edit `[udpreceive {state_port}]` and the `{state_port}` message box to the same 
    `patches/pd` to Pd's search path, or copy the file next to your patch) and use
    `[s NAME]` / `[r NAME]` with the names below. `[sillage-control 9000 9001]` talks to an
    engine on port 9000 and takes state on 9001. Another host:
-   `[; sillage-connect connect HOST PORT(`.
+   `[; sillage-connect connect HOST PORT(`, then click the "subscribe again" button.
 
 Headless (as the tests run it): `pd -nogui -nosound -path patches/pd yourpatch.pd`.
 
