@@ -10,6 +10,7 @@ messages costs the GUI one update, and a slow repaint never backs up the socket.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections import deque
@@ -22,14 +23,16 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
-from instrument.protocol import DEFAULT_OSC_PORT, DEFAULT_STATE_PORT, PREFIX
+from instrument.protocol import ADDRESSES, DEFAULT_OSC_PORT, DEFAULT_STATE_PORT, PREFIX
 
 SUBSCRIBE_PERIOD_S = 2.0
 
-# Addresses the UI needs that the protocol table does not have yet (asked of the lead).
-# Regions travel under /sillage/ui/...; the engine is expected to relay them like labels.
-UI_REGION = f"{PREFIX}/ui/region"
-UI_REGION_DELETE = f"{PREFIX}/ui/region/delete"
+# Regions and regression examples are not in the protocol table yet (asked of the lead):
+# the UI listens for their state addresses already, and sends regions only once the engine
+# accepts them; until then an engine would reject each one as an unknown address.
+_KNOWN = frozenset(a.path for a in ADDRESSES)
+REGION = f"{PREFIX}/region" if f"{PREFIX}/region" in _KNOWN else None
+REGION_DELETE = f"{PREFIX}/region/delete" if f"{PREFIX}/region/delete" in _KNOWN else None
 STATE_REGION = f"{PREFIX}/state/region"
 STATE_REGION_DELETE = f"{PREFIX}/state/region/delete"
 STATE_EXAMPLE = f"{PREFIX}/state/example"
@@ -54,8 +57,6 @@ _EVENTS = {
     STATE_REGION_DELETE: "region/delete",
     STATE_EXAMPLE: "example",
     STATE_EXAMPLE_CLEAR: "example/clear",
-    f"{PREFIX}/ui/state/example": "example",
-    f"{PREFIX}/ui/state/example/clear": "example/clear",
 }
 
 
@@ -120,6 +121,9 @@ class EngineLink:
         for address, kind in _EVENTS.items():
             dispatcher.map(address, self._on_event, kind)
         self._server = BlockingOSCUDPServer((listen_host, listen_port), dispatcher)
+        # Room for bursts (several engines, a repaint that holds the GIL): UDP drops on overflow.
+        with contextlib.suppress(OSError):
+            self._server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self._threads: list[threading.Thread] = []
 
     @property
@@ -178,12 +182,14 @@ class EngineLink:
         self._send(f"{PREFIX}/label/delete", name)
 
     def send_region(self, name: str, box: tuple[float, float, float, float]) -> None:
-        """Create or change a region ``(x0, y0, x1, y1)``."""
-        self._send(UI_REGION, name, *(_clamp01(v) for v in box))
+        """Create or change a region ``(x0, y0, x1, y1)`` (once the protocol has regions)."""
+        if REGION is not None:
+            self._send(REGION, name, *(_clamp01(v) for v in box))
 
     def send_region_delete(self, name: str) -> None:
-        """Delete a region."""
-        self._send(UI_REGION_DELETE, name)
+        """Delete a region (once the protocol has regions)."""
+        if REGION_DELETE is not None:
+            self._send(REGION_DELETE, name)
 
     # ------------------------------------------------------------------ receiving
     def _on_latest(self, address: str, fixed: list[Any], *args: Any) -> None:

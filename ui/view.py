@@ -77,6 +77,8 @@ class MapView(pg.GraphicsView):
     region_changed(name, x0, y0, x1, y1), region_deleted(name)
     label_requested(x, y), region_requested(x, y)
         The performer asked to create a label or region here (the window asks for a name).
+    rename_requested(kind, name)
+        The performer asked to rename a ``"label"`` or ``"region"``.
     """
 
     played = QtCore.Signal(float, float)
@@ -86,6 +88,7 @@ class MapView(pg.GraphicsView):
     region_deleted = QtCore.Signal(str)
     label_requested = QtCore.Signal(float, float)
     region_requested = QtCore.Signal(float, float)
+    rename_requested = QtCore.Signal(str, str)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent, background="k")
@@ -223,6 +226,19 @@ class MapView(pg.GraphicsView):
             if announce:
                 self.label_deleted.emit(name)
 
+    def rename(self, kind: str, old: str, new: str) -> None:
+        """Rename a label or region: announced as a delete and a create, like any OSC peer sees it."""
+        if not new or new == old:
+            return
+        if kind == "label" and old in self.labels:
+            x, y = self.label_positions()[old]
+            self.remove_label(old)
+            self.set_label(new, x, y)
+        elif kind == "region" and old in self.regions:
+            box = self.region_boxes()[old]
+            self.remove_region(old)
+            self.set_region(new, box)
+
     def label_positions(self) -> dict[str, tuple[float, float]]:
         """Current labels, name -> (x, y)."""
         return {n: (float(i.pos().x()), float(i.pos().y())) for n, i in self.labels.items()}
@@ -314,9 +330,16 @@ class MapView(pg.GraphicsView):
         menu.addAction("Add region here…", lambda: self.region_requested.emit(x, y))
         near = self._nearest_label(x, y)
         if near is not None:
+            menu.addAction(
+                f"Rename label '{near}'…", lambda: self.rename_requested.emit("label", near)
+            )
             menu.addAction(f"Delete label '{near}'", lambda: self.remove_label(near))
         for name, box in self.region_boxes().items():
             if box[0] <= x <= box[2] and box[1] <= y <= box[3]:
+                menu.addAction(
+                    f"Rename region '{name}'…",
+                    lambda n=name: self.rename_requested.emit("region", n),
+                )
                 menu.addAction(f"Delete region '{name}'", lambda n=name: self.remove_region(n))
         colour = menu.addMenu("Colour by")
         for mode in COLOUR_MODES:

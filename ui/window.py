@@ -107,6 +107,7 @@ class MainWindow(QtWidgets.QMainWindow):
         v.region_deleted.connect(self._on_region_deleted)
         v.label_requested.connect(self._ask_label)
         v.region_requested.connect(self._ask_region)
+        v.rename_requested.connect(self._ask_rename)
         self._save_timer = QtCore.QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
         self._save_timer.timeout.connect(self.save_map)
         self._tick = QtCore.QTimer(self, interval=1000)
@@ -241,6 +242,11 @@ class MainWindow(QtWidgets.QMainWindow):
             h = 0.1
             box = (max(x - h, 0.0), max(y - h, 0.0), min(x + h, 1.0), min(y + h, 1.0))
             self.view.set_region(name.strip(), box)
+
+    def _ask_rename(self, kind: str, old: str) -> None:
+        name, ok = QtWidgets.QInputDialog.getText(self, f"Rename {kind}", "New name:", text=old)
+        if ok:
+            self.view.rename(kind, old, name.strip())
 
     # ------------------------------------------------------------------ persistence
     def _save_soon(self) -> None:
