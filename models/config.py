@@ -59,8 +59,8 @@ class ModelConfig:
     batch_size: int = 8
     n_samples: int = 16384
     learning_rate: float = 1e-3
-    beta_kl: float = 0.02
-    beta_warmup_steps: int = 2000
+    beta_kl: float = 0.002
+    beta_warmup_steps: int = 5000
     mss_scales: tuple[int, ...] = (2048, 1024, 512, 256, 128)
     adversarial: bool = False
     adversarial_start: int = 0

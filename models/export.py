@@ -25,7 +25,7 @@ from torch import nn
 
 from models.config import ModelConfig
 from models.errors import CheckpointError, ModelsError
-from models.layers import set_streaming
+from models.layers import CachedConv1d, set_streaming
 from models.vae import VAE
 
 JIT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
@@ -120,6 +120,9 @@ def script_model(model: VAE, cfg: ModelConfig, *, streaming: bool) -> torch.jit.
     if streaming and not cfg.causal:
         raise ModelsError("--streaming needs a causal model; this run has causal=false")
     set_streaming(model, streaming)
+    for conv in model.modules():
+        if isinstance(conv, CachedConv1d):
+            conv.prepare_inference()
     wrapper = ScriptedModel(model, cfg, streaming).eval()
     for p in wrapper.parameters():
         p.requires_grad_(False)
@@ -161,6 +164,42 @@ def model_from_checkpoint(state: dict[str, Any]) -> tuple[VAE, ModelConfig]:
     return model, cfg
 
 
+def load_weights(source: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], int]:
+    """Config, weights and step count of a model to fine-tune from.
+
+    ``source`` is a run dir / checkpoint from this trainer, or an exported ``.ts`` (which
+    carries its config as ``model_config_json`` and its weights under ``model.``).
+    """
+    p = Path(source)
+    if p.suffix == ".ts":
+        if not p.is_file():
+            raise CheckpointError(f"no model file at {p}")
+        try:
+            ts = load_scripted(p)
+            cfg = ModelConfig.from_json(str(ts.model_config_json))
+        except (RuntimeError, AttributeError) as e:
+            raise CheckpointError(
+                f"{p} is not a Sillage export (no model_config_json): fine-tune from its run "
+                f"directory instead ({e})"
+            ) from e
+        weights = {
+            k[len("model.") :]: v.clone()
+            for k, v in ts.state_dict().items()
+            if k.startswith("model.") and not k.endswith((".cache", ".weight_matrix"))
+        }
+        return cfg, weights, 0
+    state = load_checkpoint(p)
+    return ModelConfig.from_dict(state["config"]), state["model"], int(state.get("step", 0))
+
+
+def load_vae(source: str | Path) -> tuple[VAE, ModelConfig, int]:
+    """A :class:`VAE` (eval mode) from a run dir, checkpoint or exported ``.ts``."""
+    cfg, weights, steps = load_weights(source)
+    model = VAE(cfg)
+    model.load_state_dict(weights)
+    return model.eval(), cfg, steps
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -195,6 +234,7 @@ def model_card(
         "streaming": streaming,
         # A causal decoder answers a latent change in the same frame: no model delay.
         "model_delay_samples": 0 if cfg.causal else -1,
+        "delay_samples": 0 if cfg.causal else -1,  # the key instrument.runtime reads
         "encode_decode_delay_samples": model.pqmf.delay if cfg.causal else -1,
         "parameters": n_params,
         "steps": int(state.get("step", 0)),

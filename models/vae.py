@@ -113,6 +113,13 @@ class VAE(nn.Module):
         self.pqmf = PQMF(cfg.n_bands, cfg.pqmf_taps, cfg.causal)
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+        # Exposed latent = rotation of the raw latent, centred and scaled on the training data
+        # (PCA, as RAVE exports do): dim 0 varies most, ±2 spans the corpus. Identity until
+        # :meth:`fit_latent_stats` runs (the trainer calls it at every checkpoint).
+        n = cfg.latent_size
+        self.register_buffer("latent_mean", torch.zeros(n, 1))
+        self.register_buffer("latent_rot", torch.eye(n))
+        self.register_buffer("latent_scale", torch.ones(n, 1))
 
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, time) → bands (batch, channels * n_bands, time / n_bands)."""
@@ -131,12 +138,45 @@ class VAE(nn.Module):
         return self.encoder(self.analyse(x))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Posterior mean (batch, latent_size, time / ratio) of audio (batch, channels, time)."""
-        return self.encode_dist(x)[0]
+        """Audio (batch, channels, time) → exposed latent (batch, latent_size, time / ratio).
+
+        The posterior mean, rotated/centred/scaled by the fitted latent statistics.
+        """
+        raw = self.encode_dist(x)[0]
+        return torch.matmul(self.latent_rot, raw - self.latent_mean) / self.latent_scale
 
     def decode(self, z: torch.Tensor, add_noise: bool = True) -> torch.Tensor:
-        """Latent (batch, latent_size, frames) → audio (batch, channels, frames * ratio)."""
+        """Exposed latent (batch, latent_size, frames) → audio (batch, channels, frames * ratio)."""
+        raw = torch.matmul(self.latent_rot.t(), z * self.latent_scale) + self.latent_mean
+        return self.decode_raw(raw, add_noise)
+
+    def decode_raw(self, z: torch.Tensor, add_noise: bool = True) -> torch.Tensor:
+        """Raw latent (as sampled in training) → audio (batch, channels, frames * ratio)."""
         return self.synthesise(self.decoder(z, add_noise))
+
+    @torch.jit.unused
+    def fit_latent_stats(self, x: torch.Tensor) -> None:
+        """Fit the exposed-latent transform (PCA of posterior means) on audio ``x``.
+
+        Parameters
+        ----------
+        x : Tensor, shape (batch, channels, time) — a representative sample of the data.
+        """
+        with torch.no_grad():
+            raw = self.encode_dist(x)[0]
+            flat = raw.transpose(0, 1).reshape(self.latent_size, -1)
+            mean = flat.mean(1, keepdim=True)
+            cov = torch.cov(flat - mean) + 1e-8 * torch.eye(self.latent_size, device=x.device)
+            evals, evecs = torch.linalg.eigh(cov)
+            order = torch.argsort(evals, descending=True)
+            rot = evecs[:, order].t().contiguous()
+            # Fix each axis' sign (largest component positive) so refits do not flip controls.
+            signs = torch.sign(rot.gather(1, rot.abs().argmax(1, keepdim=True)))
+            rot = rot * signs
+            scale = evals[order].clamp_min(1e-8).sqrt().unsqueeze(1)
+            self.latent_mean.copy_(mean)
+            self.latent_rot.copy_(rot)
+            self.latent_scale.copy_(scale)
 
     def forward(
         self, x: torch.Tensor

@@ -17,6 +17,14 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("name", ["tiny", "default"])
 def test_streaming_decode_equals_whole_decode(name: str) -> None:
     torch.manual_seed(0)

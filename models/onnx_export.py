@@ -1,0 +1,119 @@
+"""ONNX export of the streaming decoder with explicit state, and a small onnxruntime player.
+
+TorchScript keeps convolution caches inside the module (what nn~ needs). ONNX graphs are
+stateless, so here every cache is an input and its update an output:
+``(z, state_0 … state_n) → (audio, new_state_0 … new_state_n)``. The same
+:class:`~models.layers.CachedConv1d` code runs in both, switched to mode 2 (explicit state).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.config import ModelConfig
+from models.layers import CachedConv1d, cached_convs
+from models.vae import VAE
+
+
+class ExplicitStateDecoder(nn.Module):
+    """Wraps :meth:`VAE.decode` so caches flow in and out as tensors (for tracing)."""
+
+    def __init__(self, model: VAE) -> None:
+        super().__init__()
+        self.model = model
+        self.convs: list[CachedConv1d] = cached_convs(model.decoder) + cached_convs(
+            model.pqmf.synthesis_conv
+        )
+        for conv in self.convs:
+            conv.mode = 2
+
+    def initial_state(self, batch_size: int = 1) -> list[torch.Tensor]:
+        """Zero caches: shapes (batch, in_channels, pad_left) in call order."""
+        return [torch.zeros(batch_size, c.in_channels, c.pad_left) for c in self.convs]
+
+    def forward(self, z: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        for conv, s in zip(self.convs, states, strict=True):
+            conv.state_in = s
+        y = self.model.decode(z, True)
+        return (y, *[conv.state_out for conv in self.convs])
+
+
+def export_onnx(model: VAE, cfg: ModelConfig, path: str | Path | None = None) -> bytes:
+    """Export the decoder (one frame per call, batch 1) to ONNX; returns the bytes too."""
+    if not cfg.causal:
+        raise ValueError("ONNX streaming export needs a causal model")
+    model = model.eval()
+    wrapper = ExplicitStateDecoder(model).eval()
+    states = wrapper.initial_state()
+    z = torch.zeros(1, cfg.latent_size, 1)
+    names_in = ["z"] + [f"state_{i}" for i in range(len(states))]
+    names_out = ["audio"] + [f"new_state_{i}" for i in range(len(states))]
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # legacy exporter deprecation + tracer notes
+        torch.onnx.export(
+            wrapper,
+            (z, *states),
+            buf,
+            input_names=names_in,
+            output_names=names_out,
+            opset_version=17,
+            dynamo=False,
+        )
+    data = buf.getvalue()
+    if path is not None:
+        Path(path).write_bytes(data)
+    for conv in wrapper.convs:
+        conv.mode = 0
+    return data
+
+
+class OnnxStreamingDecoder:
+    """Decode frame by frame with onnxruntime, carrying the caches between calls.
+
+    Parameters
+    ----------
+    onnx_bytes : bytes
+        Output of :func:`export_onnx`.
+    threads : int
+        onnxruntime intra-op threads.
+    """
+
+    def __init__(self, onnx_bytes: bytes, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.shapes = [list(i.shape) for i in self.session.get_inputs()[1:]]
+        self.reset()
+
+    def reset(self) -> None:
+        self.states = [np.zeros(s, dtype=np.float32) for s in self.shapes]
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """One frame. Runs on the decode worker.
+
+        Parameters
+        ----------
+        z : ndarray, shape (1, latent_size, 1), float32
+
+        Returns
+        -------
+        ndarray, shape (1, channels, ratio), float32
+        """
+        feed: dict[str, Any] = dict(zip(self.inputs, [z, *self.states], strict=True))
+        out = self.session.run(self.outputs, feed)
+        self.states = out[1:]
+        return out[0]
