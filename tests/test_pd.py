@@ -319,7 +319,7 @@ def test_pd_plays_the_engine(tmp_path: Path, mono_model: Path) -> None:
         pytest.skip("engine CLI missing (run_instrument.py)")
     wav = tmp_path / "played.wav"
     state_port = _free_udp_port()
-    seconds = 3.5
+    seconds = 4.0
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     engine = subprocess.Popen(
         [
@@ -374,15 +374,17 @@ def test_pd_plays_the_engine(tmp_path: Path, mono_model: Path) -> None:
     db = [_rms_db(w) for w in windows]
     assert len(windows) >= 30, f"only {len(x) / sr:.2f} s of audio"
     summary = [f"{h:.0f}Hz/{d:.0f}dB" for h, d in zip(hz, db, strict=True)]
+    # Medians, not every window: a window hit by an underrun (a loaded CI machine) is silent.
     # Before Pd moves anything: the model's rest pitch.
-    assert all(abs(h - 220) <= 15 for h in hz[2:5]), summary
+    assert abs(float(np.median(hz[1:5])) - 220) <= 15, summary
     # At the end: an octave up, 20 dB down.
-    assert all(abs(h - 440) <= 15 for h in hz[-5:]), summary
-    first_up = next(i for i, h in enumerate(hz) if abs(h - 440) <= 15)
-    loud = max(db[first_up : first_up + 5])
-    assert 16 <= loud - float(np.mean(db[-5:])) <= 24, summary
-    first_quiet = next(i for i, d in enumerate(db) if d < loud - 10)
-    assert first_up < first_quiet, f"the pitch moved after the gain: {summary}"
+    assert abs(float(np.median(hz[-5:])) - 440) <= 15, summary
+    up = [i for i, h in enumerate(hz) if abs(h - 440) <= 15]
+    assert up, summary
+    loud = float(np.median(db[up[0] : up[0] + 4]))
+    assert 16 <= loud - float(np.median(db[-5:])) <= 24, summary
+    quiet = [i for i, d in enumerate(db) if i > up[0] and d < loud - 10]
+    assert quiet and quiet[0] - up[0] >= 4, f"pitch and gain did not change in order: {summary}"
     # The engine's state came back into the patch: the played latent, dimension 0 at 2.
     latents = [
         _parse_args(line.partition(": ")[2])
