@@ -77,6 +77,8 @@ def render(
 
 
 def write_wav(path: str | Path, audio: np.ndarray, samplerate: int) -> None:
-    import soundfile as sf
+    """32-bit float WAV. scipy rather than soundfile here: libsndfile adds a PEAK chunk with a
+    timestamp to float files, which would make two renders of the same score differ."""
+    from scipy.io import wavfile
 
-    sf.write(str(path), audio, samplerate, subtype="FLOAT")
+    wavfile.write(str(path), samplerate, np.ascontiguousarray(audio, dtype=np.float32))
