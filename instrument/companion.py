@@ -238,6 +238,7 @@ _MAX_IO: dict[str, tuple[int, list[str]]] = {
     "flonum": (1, ["", "bang"]),
     "number": (1, ["", "bang"]),
     "textedit": (1, ["", "int", "", ""]),
+    "umenu": (1, ["int", "", ""]),
     "message": (2, [""]),
     "comment": (1, []),
 }
@@ -774,9 +775,10 @@ def render_max_sensors(
     p.comment("HID device ([hi]: gamepad, joystick)", 20, y0, 400)
     p.boxes[-1]["fontface"] = 1
     p.comment(
-        "Click 'menu' and pick your device in the Max window list, then 'info' and move a "
-        "stick: element numbers print in the Max window. Edit [route 48 49] to your stick's "
-        "x and y elements (48 and 49 are common: HID usage X and Y).",
+        "Click 'menu' and pick your device in the menu; turn on 'poll'; click 'info': the "
+        "device's elements print in the Max console. Element numbers and value ranges vary "
+        "by device and OS: move a stick, then edit [route 48 49] to its x and y elements "
+        "and [scale 0 255 ...] to the range it reports.",
         20,
         y0 + 24,
         520,
@@ -787,9 +789,13 @@ def render_max_sensors(
     menu = p.message("menu", 100, y0 + 90)
     info = p.message("info", 150, y0 + 90)
     hi_box = p.obj("hi", 20, y0 + 150)
+    devices = p.ui("umenu", 200, y0 + 120, 200.0, 22.0)
     p.connect(metro, 0, hi_box)
     p.connect(menu, 0, hi_box)
     p.connect(info, 0, hi_box)
+    # [hi] lists devices on its right outlet; the umenu's index picks one.
+    p.connect(hi_box, 1, devices)
+    p.connect(devices, 0, hi_box)
     hroute = p.obj("route 48 49", 20, y0 + 180)
     p.connect(hi_box, 0, hroute)
     p.comment("poll", 44, y0 + 90, 40)

@@ -405,16 +405,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "Click 'menu' and pick your device in the Max window list, then 'info' and move a stick: element numbers print in the Max window. Edit [route 48 49] to your stick's x and y elements (48 and 49 are common: HID usage X and Y).",
+          "text": "Click 'menu' and pick your device in the menu; turn on 'poll'; click 'info': the device's elements print in the Max console. Element numbers and value ranges vary by device and OS: move a stick, then edit [route 48 49] to its x and y elements and [scale 0 255 ...] to the range it reports.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             20,
             504.0,
             520,
-            48.0
+            62.0
           ],
-          "linecount": 3,
+          "linecount": 4,
           "id": "obj-22"
         }
       },
@@ -511,6 +511,26 @@
       },
       {
         "box": {
+          "maxclass": "umenu",
+          "numinlets": 1,
+          "numoutlets": 3,
+          "outlettype": [
+            "int",
+            "",
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            200,
+            600.0,
+            200.0,
+            22.0
+          ],
+          "id": "obj-28"
+        }
+      },
+      {
+        "box": {
           "maxclass": "newobj",
           "text": "route 48 49",
           "numinlets": 2,
@@ -526,7 +546,7 @@
             91.0,
             22.0
           ],
-          "id": "obj-28"
+          "id": "obj-29"
         }
       },
       {
@@ -541,7 +561,7 @@
             40,
             20.0
           ],
-          "id": "obj-29"
+          "id": "obj-30"
         }
       },
       {
@@ -559,7 +579,7 @@
             133.0,
             22.0
           ],
-          "id": "obj-30"
+          "id": "obj-31"
         }
       },
       {
@@ -577,7 +597,7 @@
             133.0,
             22.0
           ],
-          "id": "obj-31"
+          "id": "obj-32"
         }
       },
       {
@@ -595,7 +615,7 @@
             63.0,
             22.0
           ],
-          "id": "obj-32"
+          "id": "obj-33"
         }
       },
       {
@@ -613,7 +633,7 @@
             147.0,
             22.0
           ],
-          "id": "obj-33"
+          "id": "obj-34"
         }
       },
       {
@@ -628,7 +648,7 @@
             300,
             20.0
           ],
-          "id": "obj-34"
+          "id": "obj-35"
         }
       }
     ],
@@ -877,31 +897,43 @@
         "patchline": {
           "source": [
             "obj-27",
-            0
-          ],
-          "destination": [
-            "obj-28",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-28",
-            0
-          ],
-          "destination": [
-            "obj-30",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-28",
             1
+          ],
+          "destination": [
+            "obj-28",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-28",
+            0
+          ],
+          "destination": [
+            "obj-27",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-27",
+            0
+          ],
+          "destination": [
+            "obj-29",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
+            0
           ],
           "destination": [
             "obj-31",
@@ -912,8 +944,8 @@
       {
         "patchline": {
           "source": [
-            "obj-30",
-            0
+            "obj-29",
+            1
           ],
           "destination": [
             "obj-32",
@@ -925,18 +957,6 @@
         "patchline": {
           "source": [
             "obj-31",
-            0
-          ],
-          "destination": [
-            "obj-32",
-            1
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-32",
             0
           ],
           "destination": [
@@ -948,7 +968,31 @@
       {
         "patchline": {
           "source": [
+            "obj-32",
+            0
+          ],
+          "destination": [
             "obj-33",
+            1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-33",
+            0
+          ],
+          "destination": [
+            "obj-34",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-34",
             0
           ],
           "destination": [
