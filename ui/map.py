@@ -248,7 +248,7 @@ def encode_corpus(
     """Encode every file, chunk by chunk, with a tqdm progress bar."""
     from tqdm import tqdm
 
-    parts: list[tuple[NDArray[np.float32], ...]] = []
+    parts: list[tuple[NDArray[Any], ...]] = []
     names: list[str] = []
     for index, path in enumerate(tqdm(files, desc="encoding", unit="file")):
         audio = read_mono(path, samplerate=model.samplerate)
@@ -260,13 +260,13 @@ def encode_corpus(
         z = np.concatenate([model.encode(audio[s : s + step]) for s in range(0, n, step)])
         loud, cent = frame_descriptors(audio, ratio=model.ratio, samplerate=model.samplerate)
         m = min(len(z), len(loud))
-        t = np.arange(m, dtype=np.float32) * model.ratio / model.samplerate
+        t = (np.arange(m) * model.ratio / model.samplerate).astype(np.float32)
         parts.append((z[:m], np.full(m, index, np.int32), t, loud[:m], cent[:m]))
         names.append(str(path.relative_to(root)) if root and root in path.parents else path.name)
     if not parts:
         raise MapBuildError("the corpus is empty: every file had zero samples")
-    cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
-    return Frames(*cols, source_files=names)  # type: ignore[arg-type]
+    z, source, t, loud, cent = (np.concatenate(c) for c in zip(*parts, strict=True))
+    return Frames(z, source, t.astype(np.float32), loud, cent, source_files=names)
 
 
 def sample_decoder(
@@ -283,7 +283,7 @@ def sample_decoder(
         ]
     )
     loud, cent = frame_descriptors(audio, ratio=model.ratio, samplerate=model.samplerate)
-    t = np.arange(n_frames, dtype=np.float32) * model.ratio / model.samplerate
+    t = (np.arange(n_frames) * model.ratio / model.samplerate).astype(np.float32)
     return Frames(
         z, np.zeros(n_frames, np.int32), t, loud[:n_frames], cent[:n_frames], [SAMPLED_SOURCE]
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import pyqtgraph as pg
@@ -326,24 +327,23 @@ class MapView(pg.GraphicsView):
     def context_menu(self, x: float, y: float, screen_pos: QtCore.QPointF) -> None:
         """Right-click menu: add a label or region here, delete the nearest label."""
         menu = QtWidgets.QMenu(self)
-        menu.addAction("Add label here…", lambda: self.label_requested.emit(x, y))
-        menu.addAction("Add region here…", lambda: self.region_requested.emit(x, y))
+        menu.addAction("Add label here…", partial(self.label_requested.emit, x, y))
+        menu.addAction("Add region here…", partial(self.region_requested.emit, x, y))
         near = self._nearest_label(x, y)
         if near is not None:
             menu.addAction(
-                f"Rename label '{near}'…", lambda: self.rename_requested.emit("label", near)
+                f"Rename label '{near}'…", partial(self.rename_requested.emit, "label", near)
             )
-            menu.addAction(f"Delete label '{near}'", lambda: self.remove_label(near))
+            menu.addAction(f"Delete label '{near}'", partial(self.remove_label, near))
         for name, box in self.region_boxes().items():
             if box[0] <= x <= box[2] and box[1] <= y <= box[3]:
                 menu.addAction(
-                    f"Rename region '{name}'…",
-                    lambda n=name: self.rename_requested.emit("region", n),
+                    f"Rename region '{name}'…", partial(self.rename_requested.emit, "region", name)
                 )
-                menu.addAction(f"Delete region '{name}'", lambda n=name: self.remove_region(n))
+                menu.addAction(f"Delete region '{name}'", partial(self.remove_region, name))
         colour = menu.addMenu("Colour by")
         for mode in COLOUR_MODES:
-            colour.addAction(mode, lambda m=mode: self.set_colour_mode(m))
+            colour.addAction(mode, partial(self.set_colour_mode, mode))
         menu.popup(QtCore.QPoint(int(screen_pos.x()), int(screen_pos.y())))
 
     def _nearest_label(self, x: float, y: float, radius: float = 0.05) -> str | None:

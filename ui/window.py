@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -161,7 +162,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return float(xy[0]), float(xy[1])
         return None
 
-    def _apply_event(self, event: tuple[object, ...]) -> None:
+    def _apply_event(self, event: tuple[Any, ...]) -> None:
         kind, args = event[0], event[1:]
         try:
             if kind == "label":
@@ -171,14 +172,14 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.view.remove_label(str(args[0]), announce=False)
                 self._save_soon()
             elif kind == "region":
-                box = tuple(float(a) for a in args[1:5])
-                self.view.set_region(str(args[0]), box, announce=False)  # type: ignore[arg-type]
+                x0, y0, x1, y1 = (float(a) for a in args[1:5])
+                self.view.set_region(str(args[0]), (x0, y0, x1, y1), announce=False)
                 self._save_soon()
             elif kind == "region/delete":
                 self.view.remove_region(str(args[0]), announce=False)
                 self._save_soon()
             elif kind == "example":
-                self._set_example(int(args[0]), np.asarray(args[1:], dtype=np.float32))  # type: ignore[call-overload]
+                self._set_example(int(args[0]), np.asarray(args[1:], dtype=np.float32))
             elif kind == "example/clear":
                 self._examples.clear()
                 self.view.set_examples([])
