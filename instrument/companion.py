@@ -157,6 +157,7 @@ def render_osc_md(
     state_port: int = DEFAULT_STATE_PORT,
 ) -> str:
     """The protocol reference, one table per group, inputs first then state outputs."""
+    error = _find(addresses, f"{PREFIX}/state/error")
     lines = [
         "# Sillage OSC protocol",
         "",
@@ -170,9 +171,9 @@ def render_osc_md(
         "Types are OSC type tags: `f` a number (any numeric OSC type is accepted: int, float, "
         "double), `i` an integer (a float with an integral value is accepted, so Pd's floats "
         "work), `s` a string, `f*` one or more numbers, none: no argument. Ranges are "
-        "inclusive. A value outside its range is rejected (the engine reports it on "
-        f"`{PREFIX}/state/error`) unless the entry says *clamped*. `<i>` is a 0-based "
-        "index.",
+        "inclusive. A value outside its range is rejected"
+        + (f" (the engine reports it on `{error.path}`)" if error is not None else "")
+        + " unless the entry says *clamped*. `<i>` is a 0-based index.",
         "",
         "Companion patches generated from the same table: "
         "`patches/max/sillage-control.maxpat`, `patches/max/sillage-sensors.maxpat`, "
