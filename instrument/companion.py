@@ -27,7 +27,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -371,7 +371,6 @@ class _Column:
     x: float
     y: float = 20.0
     width: float = 300.0
-    items: list[str] = field(default_factory=list)
 
     def take(self, height: float) -> float:
         y = self.y
@@ -385,19 +384,14 @@ def _max_input_block(
     a: Address,
     prefix_sink: str,
     loadbang: str,
-    addresses: Sequence[Address],
     latent_count: int,
 ) -> None:
     """Widgets for one input address, each ending in ``[prepend <address>]`` → ``prefix_sink``."""
     x = col.x
     rng = a.range
-    p.comment(
-        f"{a.path} {a.types}".rstrip() + f": {_first_sentence(a.doc)}",
-        x,
-        col.take(0),
-        col.width - 10,
-    )
-    col.take(20.0 + 14.0 * ((len(_first_sentence(a.doc)) + len(a.path) + 6) // 44))
+    p.comment(f"{a.path} {a.types}".rstrip() + f": {_first_sentence(a.doc)}", x, col.y,
+              col.width - 10)  # fmt: skip
+    col.take(p.boxes[-1]["patching_rect"][3] + 4)
 
     def prepend(path: str, px: float, py: float) -> str:
         box = p.obj(f"prepend {path}", px, py)
@@ -565,10 +559,8 @@ def _max_state_block(
 ) -> None:
     """Displays for one state address, fed by outlet ``outlet`` of the ``[route]``."""
     x = col.x
-    p.comment(
-        f"{_tail(a.path)} {a.types}: {_first_sentence(a.doc)}", x, col.take(0), col.width - 10
-    )
-    col.take(20.0 + 14.0 * ((len(_first_sentence(a.doc)) + len(a.path)) // 44))
+    p.comment(f"{_tail(a.path)} {a.types}: {_first_sentence(a.doc)}", x, col.y, col.width - 10)
+    col.take(p.boxes[-1]["patching_rect"][3] + 4)
     if a.types == "f*":
         lo, hi = _state_range(a, addresses) or (-8.0, 8.0)
         y = col.take(100)
@@ -663,7 +655,7 @@ def render_max_control(
             if a is members[0]:
                 p.comment(GROUP_TITLES.get(group, group).upper(), col.x, col.take(26), 300)
                 p.boxes[-1]["fontface"] = 1
-            _max_input_block(p, col, a, send, loadbang, addresses, latent_count)
+            _max_input_block(p, col, a, send, loadbang, latent_count)
             col.take(10)
 
     subscribe = _find(addresses, f"{PREFIX}/subscribe")
