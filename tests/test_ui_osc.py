@@ -136,6 +136,7 @@ def test_round_trip(app: Any, engine: FakeEngine, map_path: Path) -> None:
         assert "connected" in window.status.connection.text()
         assert "9.5 ms" in window.status.latency.text()
         assert window.status.meter.rms_db == -12.0
+        assert "built for demo, engine plays tiny" in window.status.warning.text()
 
         # On first contact the UI announces the labels saved with its map.
         name, x, y = engine.expect("/sillage/label")
@@ -231,6 +232,24 @@ def _drag(window: Any, start: tuple[float, float], end: tuple[float, float], ste
         x, y = (1 - t) * np.array(start) + t * np.array(end)
         send(QtCore.QEvent.Type.MouseMove, at(x, y), none, left)
     send(QtCore.QEvent.Type.MouseButtonRelease, at(*end), left, none)
+
+
+def test_hover_names_the_sound(app: Any, map_path: Path) -> None:
+    from PySide6 import QtCore
+
+    from ui.window import MainWindow
+
+    m = LatentMap.load(map_path)
+    window = MainWindow(m, None, None)
+    try:
+        i = 42
+        scene = window.view.viewbox.mapViewToScene(QtCore.QPointF(*map(float, m.xy[i])))
+        window.view.scene().sigMouseMoved.emit(scene)
+        text = window.status.hover.text()
+        assert m.source_files[int(m.source_index[i])] in text  # type: ignore[index]
+        assert f"{float(m.time_s[i]):.2f} s" in text  # type: ignore[index]
+    finally:
+        window.close()
 
 
 def test_send_latent_mode(app: Any, engine: FakeEngine, map_path: Path) -> None:

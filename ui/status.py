@@ -53,9 +53,14 @@ class StatusBar(QtWidgets.QStatusBar):
         self.latency = QtWidgets.QLabel("latency: -")
         self.decode = QtWidgets.QLabel("decode: -")
         self.underruns = QtWidgets.QLabel("underruns: -")
+        self.warning = QtWidgets.QLabel("")
+        self.warning.setStyleSheet("color: #ff9050")
+        self.hover = QtWidgets.QLabel("")  # the corpus point under the pointer
         self.meter = LevelMeter()
         for w in (self.connection, self.model, self.latency, self.decode, self.underruns):
             self.addWidget(w)
+        self.addWidget(self.warning)
+        self.addPermanentWidget(self.hover)
         self.addPermanentWidget(self.meter)
         self.last_seen: float | None = None
 

@@ -205,9 +205,11 @@ class MapView(pg.GraphicsView):
                 pen=pg.mkPen(*LABEL_COLOUR, width=2),
                 brush=pg.mkBrush(*LABEL_COLOUR, 90),
                 movable=True,
-                label=name,
+                # A callable, not the string: pyqtgraph would str.format() a name with braces.
+                label=partial(_constant, name),
                 labelOpts=self._label_opts(),
             )
+            item.label().setFont(self._font())
             item.setZValue(50)
             item.sigPositionChangeFinished.connect(self._label_moved)
             self.viewbox.addItem(item)
@@ -273,6 +275,7 @@ class MapView(pg.GraphicsView):
             roi.addScaleHandle((0, 0), (1, 1))
             roi.setZValue(40)
             text = pg.TextItem(name, color=REGION_COLOUR, anchor=(0, 1))
+            text.setFont(self._font())
             text.setZValue(41)
             roi.sigRegionChangeFinished.connect(self._region_moved)
             roi.sigRemoveRequested.connect(self._region_remove_requested)
@@ -397,6 +400,10 @@ class MapView(pg.GraphicsView):
         self._trail_sizes = (ramp * (40 if big else 14)).tolist()
         if self._cursor_xy is not None:
             self.cursor.setData([self._cursor_xy[0]], [self._cursor_xy[1]])
+
+
+def _constant(text: str, *_: object) -> str:
+    return text
 
 
 def _ramp_brushes(values: NDArray[np.floating], alpha: int) -> list[QtGui.QBrush]:

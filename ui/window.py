@@ -114,6 +114,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._tick = QtCore.QTimer(self, interval=1000)
         self._tick.timeout.connect(self.status.refresh_connection)
         self._tick.start()
+        self.view.scene().sigMouseMoved.connect(self._on_hover)
         self.bridge = _Bridge(self)
         self.bridge.changed.connect(self.apply_state, QtCore.Qt.ConnectionType.QueuedConnection)
         if self.link is not None:
@@ -147,6 +148,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.view.set_cursor(*xy)
         for event in snap.events:
             self._apply_event(event)
+        if "model" in values:
+            self._check_model(values["model"])
         self.status.apply(values, snap.last_seen)
         if snap.last_seen is not None and not self._announced:
             self._announce_marks()
@@ -161,6 +164,40 @@ class MainWindow(QtWidgets.QMainWindow):
         if isinstance(xy, tuple) and len(xy) >= 2:
             return float(xy[0]), float(xy[1])
         return None
+
+    def _check_model(self, model: Any) -> None:
+        """Warn when the map was built for another model than the one the engine plays."""
+        if self.map is None or len(model) < 4:
+            return
+        built_for = self.map.params.get("model", {}).get("name")
+        warn = ""
+        if int(model[3]) != self.map.latent_size:
+            warn = (f"map has latent size {self.map.latent_size}, the engine's model "
+                    f"{int(model[3])}: pass --map or --model for {model[0]}")  # fmt: skip
+        elif built_for and built_for != model[0]:
+            warn = f"map built for {built_for}, engine plays {model[0]}"
+        self.status.warning.setText(warn)
+
+    def _on_hover(self, scene_pos: QtCore.QPointF) -> None:
+        # Which sound is here: the source file and moment of the nearest corpus frame.
+        m = self.map
+        if m is None or self.view.projection:
+            return
+        p = self.view.viewbox.mapSceneToView(scene_pos)
+        i = m.nearest(p.x(), p.y())
+        if float(np.hypot(*(m.xy[i] - (p.x(), p.y())))) > 0.02:
+            self.status.hover.setText("")
+            return
+        parts = []
+        if m.source_index is not None and m.source_files:
+            parts.append(m.source_files[int(m.source_index[i]) % len(m.source_files)])
+        if m.time_s is not None:
+            parts.append(f"{float(m.time_s[i]):.2f} s")
+        if m.loudness_db is not None:
+            parts.append(f"{float(m.loudness_db[i]):.0f} dBFS")
+        if m.centroid_hz is not None:
+            parts.append(f"{float(m.centroid_hz[i]):.0f} Hz")
+        self.status.hover.setText(" · ".join(parts))
 
     def _apply_event(self, event: tuple[Any, ...]) -> None:
         kind, args = event[0], event[1:]
