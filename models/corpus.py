@@ -156,9 +156,10 @@ FAMILIES: dict[str, Callable[[Rng, float], np.ndarray]] = {
 }
 
 
-def render_file(rng: Rng, family: str | None, seconds: float = FILE_SECONDS) -> np.ndarray:
+def render_file(rng: Rng, family: str | None, seconds: float | None = None) -> np.ndarray:
     """One file: notes of one family (or all mixed when ``family`` is None) at varied
     loudness, overlapping a little. Returns float32 mono, peak ≤ 0.95."""
+    seconds = FILE_SECONDS if seconds is None else seconds
     n = int(seconds * SR)
     out = np.zeros(n)
     t = rng.uniform(0, 0.2)
