@@ -51,6 +51,11 @@ def floats(
         or (at_most is not None and count > at_most)
     ):
         raise InputError("arity", f"{address} expects {want}, got {count} argument(s)")
+    if all(type(v) is float or type(v) is int for v in args):
+        # Fast path (nearly every message): plain Python numbers straight from python-osc.
+        out = np.array(args, dtype=np.float64)
+        if np.isfinite(out).all():
+            return out
     out = np.empty(count)
     for k, v in enumerate(args):
         if isinstance(v, (bool, int, float, np.integer, np.floating)):

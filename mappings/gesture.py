@@ -57,10 +57,11 @@ def quat_to_euler(q: np.ndarray) -> tuple[float, float, float]:
     ----------
     q : ndarray, shape (4,)
     """
-    n = float(np.linalg.norm(q))
+    w, x, y, z = q.tolist()
+    n = math.sqrt(w * w + x * x + y * y + z * z)
     if n < 1e-9:
         return 0.0, 0.0, 0.0
-    w, x, y, z = q / n
+    w, x, y, z = w / n, x / n, y / n, z / n
     yaw = math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
     pitch = math.asin(min(1.0, max(-1.0, 2.0 * (w * y - z * x))))
     roll = math.atan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
@@ -98,7 +99,7 @@ class MotionFeatures:
             self._accel(t, fields["accel"], out)
         if "gyro" in fields:
             g = fields["gyro"]
-            out.update(gyro_x=g[0], gyro_y=g[1], gyro_z=g[2], rotation=float(np.linalg.norm(g)))
+            out.update(gyro_x=g[0], gyro_y=g[1], gyro_z=g[2], rotation=math.hypot(g[0], g[1], g[2]))
         if "quat" in fields:
             out["yaw"], out["pitch"], out["roll"] = quat_to_euler(fields["quat"])
         elif "euler" in fields:
@@ -141,7 +142,7 @@ class MotionFeatures:
         self._hp_in = a.copy()
         self._band += smoothing_factor(dt, hi_hz) * (self._hp - self._band)
         out.update(band_x=self._band[0], band_y=self._band[1], band_z=self._band[2])
-        out["band"] = float(np.linalg.norm(self._band))
+        out["band"] = math.hypot(*self._band.tolist())
         # Gravity estimate for tilt when the sensor sends no gravity of its own.
         assert self._grav_lp is not None
         self._grav_lp += smoothing_factor(dt, 2.0) * (a - self._grav_lp)
@@ -155,7 +156,9 @@ class MotionFeatures:
         hist.append((t, intensity))
         while hist and hist[0][0] < t - p.kick_median_s:
             hist.pop(0)
-        median = float(np.median([v for _, v in hist]))
+        values = sorted(v for _, v in hist)
+        mid = len(values) // 2
+        median = values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
         self._kick *= math.exp(-(t - self._t_kick) / p.kick_decay_s)
         self._t_kick = t
         if intensity - median > p.kick_threshold and t - self._last_kick >= p.kick_min_interval_s:
@@ -165,7 +168,8 @@ class MotionFeatures:
 
     @staticmethod
     def _tilt(g: np.ndarray, out: dict[str, float]) -> None:
-        n = float(np.linalg.norm(g))
+        gx, gy, gz = g.tolist()
+        n = math.hypot(gx, gy, gz)
         if n > 1e-6:
-            out["tilt_x"] = float(np.clip(g[0] / n, -1.0, 1.0))
-            out["tilt_y"] = float(np.clip(g[1] / n, -1.0, 1.0))
+            out["tilt_x"] = min(1.0, max(-1.0, gx / n))
+            out["tilt_y"] = min(1.0, max(-1.0, gy / n))

@@ -241,6 +241,7 @@ class Demonstrations:
         self.knn = KNNRegressor(k)
         self.mlp = MLPRegressor(hidden, seed=seed)
         self._knn_ready = False
+        self.max_steps = 2000
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -279,8 +280,13 @@ class Demonstrations:
         return True
 
     def train_steps(self, n: int) -> None:
-        if self.model_kind == "mlp" and self.mlp._data is not None:
-            self.mlp.train_steps(n)
+        """Continue MLP training by ``n`` steps, until ``max_steps`` (then this costs nothing)."""
+        if (
+            self.model_kind == "mlp"
+            and self.mlp._data is not None
+            and self.mlp.steps < self.max_steps
+        ):
+            self.mlp.train_steps(min(n, self.max_steps - self.mlp.steps))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Runs on the decode worker. Until the MLP has trained a little, the kNN answers."""

@@ -125,3 +125,15 @@ def test_stale_input_holds_then_eases_to_rest_without_jumps() -> None:
     forever = Staleness(rest=0.0, hold_s=None)
     forever.update(0.0, 0.7)
     assert forever.value(1e6) == pytest.approx(0.7)
+
+
+def test_scalar_and_array_paths_agree() -> None:
+    rng = np.random.default_rng(1)
+    t = np.cumsum(rng.uniform(0.002, 0.02, 300))
+    x = np.cumsum(rng.normal(0, 0.1, 300))
+    for make in (lambda: OneEuro(1.0, 0.7, 1.0), lambda: OnePole(4.0)):
+        a, b = make(), make()
+        ys = [a(float(ti), float(xi)) for ti, xi in zip(t, x, strict=True)]
+        yv = [float(b(float(ti), np.array([xi]))[0]) for ti, xi in zip(t, x, strict=True)]
+        assert all(type(y) is float for y in ys)
+        np.testing.assert_allclose(ys, yv, rtol=1e-12, atol=1e-12)
