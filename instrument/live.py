@@ -233,8 +233,10 @@ class LiveEngine:
         msgs.append(("/sillage/state/underruns", (int(self.metrics.underruns),)))
         med, _ = self.metrics.latency_ms()
         terms = self.latency_terms_ms()
-        msgs.append(("/sillage/state/latency_ms", (med, terms["frame_wait"], terms["prebuffer"],
-                                                   terms["block"], terms["device"], terms["model"])))
+        values = (med, terms["frame_wait"], terms["prebuffer"], terms["block"], terms["device"],
+                  terms["model"])
+        # -1 = unknown (nothing measured yet, or no model card): Max and Pd choke on NaN
+        msgs.append(("/sillage/state/latency_ms", tuple(v if math.isfinite(v) else -1.0 for v in values)))
         p50, p99 = self.metrics.decode_ms()
         msgs.append(("/sillage/state/decode_ms", (p50, p99)))
         if self.reporter.last_message:

@@ -240,7 +240,7 @@ ADDRESSES: tuple[Address, ...] = (
         "/sillage/state/latency_ms",
         "ffffff",
         "Control-to-sound latency: measured median, then the budget terms: frame wait, "
-        "prebuffer, audio block, device, model delay (ms).",
+        "prebuffer, audio block, device, model delay (ms; -1 = unknown).",
         direction="out",
         group="state",
     ),

@@ -1,0 +1,177 @@
+"""OSC end to end over real UDP on 127.0.0.1, against the live engine (clock-paced, headless).
+
+Waits on received messages (threading.Event), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_server import BlockingOSCUDPServer
+from pythonosc.udp_client import SimpleUDPClient
+from scipy.io import wavfile
+
+from tests.conftest import ROOT
+
+
+class StateListener:
+    """Receives the engine's state; ``wait_for(address, predicate)`` blocks until it matches."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, tuple[Any, ...]]] = []
+        self._cond = threading.Condition()
+        d = Dispatcher()
+        d.set_default_handler(self._on)
+        self.server = BlockingOSCUDPServer(("127.0.0.1", 0), d)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def _on(self, address: str, *args: Any) -> None:
+        with self._cond:
+            self.messages.append((address, args))
+            self._cond.notify_all()
+
+    def wait_for(self, address: str, predicate=lambda args: True, timeout: float = 20.0) -> tuple[Any, ...]:
+        with self._cond:
+            found: list[tuple[Any, ...]] = []
+
+            def check() -> bool:
+                for a, args in self.messages:
+                    if a == address and predicate(args):
+                        found.append(args)
+                        return True
+                return False
+
+            assert self._cond.wait_for(check, timeout), f"no {address} matching in {timeout} s; got {sorted({a for a, _ in self.messages})}"
+            return found[0]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def engine(mono_model: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    out = tmp_path / "played.wav"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "run_instrument.py", "--offline", str(out), "--seconds", "60", "--realtime",
+         "--model", str(mono_model), "--osc-port", "0", "--no-ui", "--prebuffer", "512",
+         "--state-to", "127.0.0.1:9"],  # a port nobody listens on: sending there must not hurt
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+    port: list[int] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            m = re.match(r"Sillage ready: OSC on [\d.]+:(\d+)", line)
+            if m:
+                port.append(int(m.group(1)))
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while not ready.wait(0.2):
+        assert proc.poll() is None, "".join(lines)
+    info = {"port": port[0], "proc": proc, "lines": lines, "out": out}
+    try:
+        yield info
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        reader.join(timeout=5)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def _pitch(x: np.ndarray, sr: int = 48000) -> float:
+    n = 8192
+    spec = np.abs(np.fft.rfft(x[:n] * np.hanning(n)))
+    return float(np.fft.rfftfreq(n, 1 / sr)[np.argmax(spec)])
+
+
+def test_osc_moves_the_latent_and_the_sound(engine: dict[str, Any]) -> None:
+    listener = StateListener()
+    try:
+        client = SimpleUDPClient("127.0.0.1", engine["port"])
+        client.send_message("/sillage/subscribe", listener.port)
+        name, sr, ratio, latent = listener.wait_for("/sillage/state/model")
+        assert (sr, ratio, latent) == (48000, 64, 4)
+        listener.wait_for("/sillage/state/latent", lambda a: abs(a[0]) < 1e-6)
+        client.send_message("/sillage/latent", [2, 0.5, 0.0, 0.0])  # ints and floats alike
+        listener.wait_for("/sillage/state/latent", lambda a: a[0] > 1.99 and abs(a[1] - 0.5) < 0.01)
+        client.send_message("/sillage/latent/0", -2.0)
+        listener.wait_for("/sillage/state/latent", lambda a: a[0] < -1.99)
+        lat = listener.wait_for("/sillage/state/latency_ms", lambda a: a[0] > 0)  # measured (-1 before)
+        assert 0 < lat[0] < 200
+        level = listener.wait_for("/sillage/state/level")
+        assert level[0] > -60
+        # state never goes to the sender's source port
+        client._sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            client._sock.recv(4096)
+        client._sock.close()
+    finally:
+        listener.close()
+    engine["proc"].send_signal(signal.SIGTERM)
+    engine["proc"].wait(timeout=30)
+    sr, audio = wavfile.read(engine["out"])
+    audio = audio[:, 0] if audio.ndim == 2 else audio
+    assert len(audio) > sr // 2
+    # latent dim 0 is the fixture's pitch: 0 → 220 Hz, 2 → 440 Hz, -2 → 110 Hz
+    pitches = [_pitch(audio[i : i + 8192]) for i in range(0, len(audio) - 8192, 2048)]
+    assert abs(pitches[0] - 220) < 12 or abs(pitches[0] - 440) < 12  # the first OSC came fast
+    assert any(abs(p - 440) < 12 for p in pitches), pitches
+    assert abs(pitches[-1] - 110) < 12, pitches
+
+
+def test_bad_input_is_counted_reported_and_harmless(engine: dict[str, Any]) -> None:
+    listener = StateListener()
+    try:
+        client = SimpleUDPClient("127.0.0.1", engine["port"])
+        client.send_message("/sillage/subscribe", listener.port)
+        client.send_message("/sillage/latent/1", 1.0)
+        listener.wait_for("/sillage/state/latent", lambda a: a[1] > 0.99)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        bad = [b"garbage", b"/sillage/latent\x00", b"#bundle\x00trunc", b"\x00" * 3, b"/x" * 3000]
+        for i in range(200):
+            raw.sendto(bad[i % len(bad)], ("127.0.0.1", engine["port"]))
+        raw.close()
+        client.send_message("/sillage/latent/0", float("nan"))
+        client.send_message("/sillage/latent/0", "loud")
+        client.send_message("/sillage/latent/7", 1.0)  # the model has 4 dims
+        client.send_message("/sillage/gain_db", [1.0, 2.0])
+        client.send_message("/nowhere", 1)
+        err = listener.wait_for("/sillage/state/error")
+        assert "rejected" in err[0]
+        # still playing and still listening: a good message after the storm lands
+        client.send_message("/sillage/latent/1", -1.0)
+        listener.wait_for("/sillage/state/latent", lambda a: a[1] < -0.99)
+        assert listener.wait_for("/sillage/state/level")[0] > -60
+        assert listener.wait_for("/sillage/state/underruns")[0] == 0
+        client._sock.close()
+    finally:
+        listener.close()
+    engine["proc"].send_signal(signal.SIGTERM)
+    engine["proc"].wait(timeout=30)
+    text = "".join(engine["lines"])
+    summary = [line for line in engine["lines"] if line.startswith("Sillage stopped")][0]
+    for kind in ("malformed", "nan", "type", "range", "arity", "unknown_address"):
+        assert f"'{kind}'" in summary, (kind, summary)
+    assert "Traceback" not in text
