@@ -24,6 +24,7 @@ float32 as x0, y0, x1, y1. Strings are stored as numpy unicode arrays, so the fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -258,6 +259,32 @@ class LatentMap:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def map_cache_path(model_path: str | os.PathLike[str]) -> Path:
+    """Where a map built on first run for ``model_path`` is cached (keyed by the file's bytes).
+
+    ``$XDG_CACHE_HOME/sillage/maps/NAME-HASH.map.npz`` (default ``~/.cache``).
+    """
+    path = Path(model_path)
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sillage" / "maps"
+    return base / f"{path.stem}-{digest.hexdigest()[:12]}.map.npz"
+
+
+def find_map(model_path: str | os.PathLike[str]) -> Path | None:
+    """The map for a model: ``NAME.map.npz`` beside it, else one cached on first run, else None."""
+    path = Path(model_path)
+    shipped = path.with_name(path.stem + ".map.npz")
+    if shipped.is_file():
+        return shipped
+    if not path.is_file():
+        return None
+    cached = map_cache_path(path)
+    return cached if cached.is_file() else None
 
 
 def normalise_xy(xy: ArrayLike) -> tuple[NDArray[np.float32], NDArray[np.float64]]:

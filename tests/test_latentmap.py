@@ -119,3 +119,25 @@ def test_import_is_light() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_find_map_beside_then_cached(
+    fitted: LatentMap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mappings.latentmap import find_map, map_cache_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = tmp_path / "voice.ts"
+    model.write_bytes(b"not really a model")
+    assert find_map(model) is None
+    cached = map_cache_path(model)
+    assert cached.parent == tmp_path / "cache" / "sillage" / "maps"
+    assert cached.name.startswith("voice-") and cached.name.endswith(".map.npz")
+    cached.parent.mkdir(parents=True)
+    fitted.save(cached)
+    assert find_map(model) == cached
+    beside = tmp_path / "voice.map.npz"
+    fitted.save(beside)
+    assert find_map(model) == beside  # a shipped map wins over a cached one
+    model.write_bytes(b"retrained")  # another model, another cache entry
+    assert map_cache_path(model) != cached

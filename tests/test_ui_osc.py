@@ -266,6 +266,34 @@ def test_send_latent_mode(app: Any, engine: FakeEngine, map_path: Path) -> None:
         window.close()
 
 
+def test_auto_sends_latent_to_an_engine_without_a_map(
+    app: Any, engine: FakeEngine, map_path: Path
+) -> None:
+    from ui.window import MainWindow
+
+    latent_map = LatentMap.load(map_path)
+    link = EngineLink(("127.0.0.1", engine.port), listen_port=0, listen_host="127.0.0.1")
+    window = MainWindow(latent_map, None, link)  # send="auto"
+    link.start()
+    try:
+        (port,) = engine.expect("/sillage/subscribe")
+        engine.client = SimpleUDPClient("127.0.0.1", port)
+        window.view.play(0.5, 0.5)  # nothing known yet: the contract's /sillage/xy
+        engine.expect("/sillage/xy")
+
+        def latents_only() -> bool:  # an engine with no map sends no state/xy
+            engine.send("/sillage/state/latent", *map(float, latent_map.latents[0]))
+            return window.engine_has_map() is False
+
+        wait_until(latents_only)
+        window.view.play(*map(float, latent_map.xy[9]))
+        np.testing.assert_allclose(
+            engine.expect("/sillage/latent"), latent_map.latents[9], rtol=1e-6
+        )
+    finally:
+        window.close()
+
+
 def test_burst_of_state_is_coalesced(engine: FakeEngine) -> None:
     # A burst wakes the GUI once until it takes the values: repaint is decoupled from OSC.
     woken = threading.Event()

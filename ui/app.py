@@ -40,8 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--projection", action="store_true",
                    help="full screen, large high-contrast cursor, no chrome (for a projector)")  # fmt: skip
     p.add_argument("--colour", choices=("source", "loudness", "centroid"), default="source")
-    p.add_argument("--send", choices=("xy", "latent"), default="xy",
-                   help="send /sillage/xy (engine has the map) or /sillage/latent")  # fmt: skip
+    p.add_argument("--send", choices=("auto", "xy", "latent"), default="auto",
+                   help="send /sillage/xy (the engine's map) or /sillage/latent (ours); "
+                   "auto: xy unless the engine shows it has no map")  # fmt: skip
     p.add_argument("--screenshot", metavar="OUT.png", help="render one frame offscreen and exit")
     return p.parse_args(argv)
 
@@ -50,11 +51,11 @@ def resolve_map(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     """``(map to load now, model whose map must be built first)``."""
     if args.map:
         return Path(args.map), None
-    from ui.map import default_map_for
+    from mappings.latentmap import find_map
 
     model = Path(args.model) if args.model else (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
     if model is not None:
-        found = default_map_for(model)
+        found = find_map(model)
         return (found, None) if found is not None else (None, model)
     return (DEFAULT_MAP, None) if DEFAULT_MAP.is_file() else (None, None)
 
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
                 window.map_path = out
                 window.set_map(LatentMap.load(out))
                 window.status.showMessage(f"map built and cached: {out}", 8000)
+                print(f"Sillage UI: map built and cached: {out}", flush=True)
             else:
                 window.status.showMessage(f"map build failed (exit {proc.returncode})")
 

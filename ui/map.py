@@ -13,7 +13,6 @@ when a build runs, so ``ui`` can import this module cheaply.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mappings.latentmap import DEFAULT_K, LatentMap, normalise_xy
+from mappings.latentmap import DEFAULT_K, LatentMap, map_cache_path, normalise_xy
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3")
 SAMPLED_SOURCE = "(sampled latent walk)"
@@ -448,32 +447,11 @@ def build_map(
 
 
 # ---------------------------------------------------------------------- cache for first run
-def cache_path(model_path: str | os.PathLike[str]) -> Path:
-    """Where the map built on first run for ``model_path`` is cached (keyed by file content)."""
-    path = Path(model_path)
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sillage" / "maps"
-    return base / f"{path.stem}-{digest.hexdigest()[:12]}.map.npz"
-
-
-def default_map_for(model_path: str | os.PathLike[str]) -> Path | None:
-    """The map shipped next to a model (``NAME.map.npz``) or cached for it, if either exists."""
-    path = Path(model_path)
-    shipped = path.with_name(path.stem + ".map.npz")
-    if shipped.is_file():
-        return shipped
-    cached = cache_path(path) if path.is_file() else None
-    return cached if cached is not None and cached.is_file() else None
-
-
 def start_cached_build(
     model_path: str | os.PathLike[str], audio_dir: str | None = None
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """Build and cache a model's map in a separate process (UMAP's compile stays out of ours)."""
-    out = cache_path(model_path)
+    out = map_cache_path(model_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "ui.map", "build", "--model", str(model_path), "--out", str(out)]
     if audio_dir:

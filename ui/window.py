@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,10 @@ class MainWindow(QtWidgets.QMainWindow):
         Where labels and regions are saved; ``None`` keeps them in memory only.
     link : EngineLink or None
         The engine connection; ``None`` for an offline view (screenshots).
-    send : {"xy", "latent"}
+    send : {"auto", "xy", "latent"}
         Send ``/sillage/xy`` (the engine interpolates with its map) or ``/sillage/latent``
-        (interpolated here, for an engine that has no map).
+        (interpolated here, for an engine that has no map). ``"auto"`` sends ``/sillage/xy``
+        unless the engine's state shows it has no map (state arrives, never an xy).
     """
 
     connected = QtCore.Signal()
@@ -50,12 +52,12 @@ class MainWindow(QtWidgets.QMainWindow):
         map_path: str | os.PathLike[str] | None = None,
         link: EngineLink | None = None,
         *,
-        send: str = "xy",
+        send: str = "auto",
         colour: str = "source",
     ) -> None:
         super().__init__()
-        if send not in ("xy", "latent"):
-            raise ValueError(f"send must be 'xy' or 'latent', got {send!r}")
+        if send not in ("auto", "xy", "latent"):
+            raise ValueError(f"send must be 'auto', 'xy' or 'latent', got {send!r}")
         self.setWindowTitle("Sillage — latent map")
         self.link = link
         self.send = send
@@ -66,6 +68,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setStatusBar(self.status)
         self._examples: dict[int, tuple[float, float]] = {}
         self._announced = False
+        # When state/latent and state/xy arrived last (the engine sends xy only with a map).
+        self._latent_since: float | None = None
+        self._latent_at: float | None = None
+        self._xy_at: float | None = None
         self._build_toolbar(colour)
         self._wire()
         self.set_map(latent_map)
@@ -143,6 +149,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def apply_snapshot(self, snap: Snapshot) -> None:
         """Apply one :class:`ui.link.Snapshot` to the view and status bar."""
         values = snap.values
+        now = time.monotonic()
+        if "xy" in values:
+            self._xy_at = now
+        if "latent" in values:
+            self._latent_at = now
+            self._latent_since = self._latent_since or now
         xy = self._cursor_from(values)
         if xy is not None:
             self.view.set_cursor(*xy)
@@ -153,6 +165,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status.apply(values, snap.last_seen)
         if snap.last_seen is not None and not self._announced:
             self._announce_marks()
+
+    def engine_has_map(self) -> bool | None:
+        """Whether the engine interpolates ``/sillage/xy`` itself; ``None`` while unknown."""
+        if self._latent_at is None or self._latent_since is None:
+            return None
+        if self._xy_at is not None and self._latent_at - self._xy_at < 1.0:
+            return True
+        # Latents for a second and no xy with them: the engine has no map.
+        return False if self._latent_at - self._latent_since >= 1.0 else None
 
     def _cursor_from(self, values: dict[str, object]) -> tuple[float, float] | None:
         # Our own map places the played latent consistently with the points we draw, even if
@@ -244,7 +265,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_play(self, x: float, y: float) -> None:
         if self.link is None:
             return
-        if self.send == "latent" and self.map is not None:
+        latent = self.send == "latent" or (self.send == "auto" and self.engine_has_map() is False)
+        if latent and self.map is not None:
             self.link.send_latent(self.map.to_latent(x, y))
         else:
             self.link.send_xy(x, y)
