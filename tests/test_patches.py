@@ -384,3 +384,34 @@ def test_live_server_survives_10000_malformed_packets(tmp_path: Path, mono_model
         assert counts.get(kind, 0) > 0, counts
     audio, _ = soundfile.read(tmp_path / "flood.wav", always_2d=True)
     assert np.all(np.isfinite(audio)) and np.abs(audio).max() > 1e-3
+
+
+def test_layers_mappings_pure_and_handtracker_never_imported() -> None:
+    """mappings/ imports no sockets, torch, Qt or engine code; nothing imports the hand tracker."""
+    import ast
+
+    banned_in_mappings = {
+        "socket",
+        "torch",
+        "PySide6",
+        "pyqtgraph",
+        "instrument",
+        "mido",
+        "rtmidi",
+        "pythonosc",
+    }
+    for path in sorted((ROOT / "mappings").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in banned_in_mappings, f"{path.name} imports {name}"
+    for path in sorted((ROOT / "instrument").rglob("*.py")):
+        if path.name == "handtracker.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "import mediapipe" not in text and "handtracker" not in text, path
