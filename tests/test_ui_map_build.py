@@ -129,3 +129,37 @@ def test_umap_build_cli(tiny_model: Path, corpus: Path, tmp_path: Path) -> None:
     info = subprocess.run([sys.executable, "-m", "ui.map", "info", str(out)], cwd=ROOT,
                           capture_output=True, text=True)  # fmt: skip
     assert info.returncode == 0 and f"points      {m.n_points}" in info.stdout
+
+
+@pytest.mark.slow
+def test_app_builds_and_caches_a_missing_map(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import queue
+    import threading
+
+    from mappings.latentmap import find_map
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert find_map(tiny_model) is None
+    cmd = [sys.executable, "-m", "ui", "--model", str(tiny_model), "--listen", "0",
+           "--engine", "127.0.0.1:9"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout
+    lines: queue.Queue[str] = queue.Queue()
+    pump = threading.Thread(target=lambda: [lines.put(line) for line in out], daemon=True)
+    pump.start()
+    try:
+        while not lines.get(timeout=600).startswith("Sillage UI: map built and cached"):
+            pass
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        pump.join(timeout=10)
+        out.close()
+    cached = find_map(tiny_model)
+    assert cached is not None and cached.is_relative_to(tmp_path / "cache")
+    assert LatentMap.load(cached).params["model"]["encoded"] is False
