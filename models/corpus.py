@@ -147,6 +147,42 @@ def hit(rng: Rng, dur: float) -> np.ndarray:
     return y * _env(n, 0.0005, 0.01)
 
 
+def organ(rng: Rng, dur: float) -> np.ndarray:
+    """Additive organ chord: a triad of stacked harmonics with slow swell (not in the default
+    corpus: new material for fine-tuning)."""
+    n = int(dur * SR)
+    t = np.arange(n) / SR
+    root = _pitch(rng, 3, 4)
+    y = np.zeros(n)
+    for ratio in (1.0, 1.25 if rng.random() < 0.5 else 1.2, 1.5):
+        for k, amp in ((1, 1.0), (2, 0.5), (4, 0.3), (8, 0.15)):
+            y += amp * np.sin(2 * np.pi * root * ratio * k * t + rng.uniform(0, 6.28))
+    return y * _env(n, rng.uniform(0.1, 0.4), rng.uniform(0.2, 0.5))
+
+
+def glide(rng: Rng, dur: float) -> np.ndarray:
+    """Sine-ish chirp gliding between two pitches, with a little FM grit."""
+    n = int(dur * SR)
+    t = np.arange(n) / SR
+    f0, f1 = _pitch(rng, 3, 6), _pitch(rng, 3, 6)
+    f = f0 * (f1 / f0) ** (t / max(dur, 1e-3))
+    phase = 2 * np.pi * np.cumsum(f) / SR
+    y = np.sin(phase + 0.8 * np.sin(2 * phase))
+    return y * _env(n, 0.02, 0.1)
+
+
+def clang(rng: Rng, dur: float) -> np.ndarray:
+    """Metallic clang: inharmonic partials (stiff bar ratios) with fast decays."""
+    n = int(dur * SR)
+    t = np.arange(n) / SR
+    f = _pitch(rng, 4, 6)
+    y = np.zeros(n)
+    for ratio in (1.0, 2.756, 5.404, 8.933):
+        if f * ratio < 18000:
+            y += np.sin(2 * np.pi * f * ratio * t) * np.exp(-t * ratio / rng.uniform(0.3, 1.2))
+    return y * _env(n, 0.0005, 0.02)
+
+
 FAMILIES: dict[str, Callable[[Rng, float], np.ndarray]] = {
     "pluck": pluck,
     "bell": bell,
@@ -154,19 +190,31 @@ FAMILIES: dict[str, Callable[[Rng, float], np.ndarray]] = {
     "bowed": bowed,
     "hit": hit,
 }
+# Material the default model never saw, for fine-tuning demos and tests.
+EXTRA_FAMILIES: dict[str, Callable[[Rng, float], np.ndarray]] = {
+    "organ": organ,
+    "glide": glide,
+    "clang": clang,
+}
+ALL_FAMILIES = {**FAMILIES, **EXTRA_FAMILIES}
 
 
-def render_file(rng: Rng, family: str | None, seconds: float | None = None) -> np.ndarray:
-    """One file: notes of one family (or all mixed when ``family`` is None) at varied
+def render_file(
+    rng: Rng,
+    family: str | None,
+    seconds: float | None = None,
+    mix: tuple[str, ...] = tuple(FAMILIES),
+) -> np.ndarray:
+    """One file: notes of one family (or of ``mix`` when ``family`` is None) at varied
     loudness, overlapping a little. Returns float32 mono, peak ≤ 0.95."""
     seconds = FILE_SECONDS if seconds is None else seconds
     n = int(seconds * SR)
     out = np.zeros(n)
     t = rng.uniform(0, 0.2)
     while t < seconds - 0.3:
-        name = family or str(rng.choice(list(FAMILIES)))
+        name = family or str(rng.choice(list(mix)))
         dur = float(rng.uniform(0.3, 2.5)) if name != "hit" else float(rng.uniform(0.2, 0.6))
-        note = FAMILIES[name](rng, dur)
+        note = ALL_FAMILIES[name](rng, dur)
         note = note / (np.abs(note).max() + 1e-9) * 10 ** (rng.uniform(-24, -2) / 20)
         start = int(t * SR)
         stop = min(n, start + len(note))
@@ -181,11 +229,24 @@ def render_file(rng: Rng, family: str | None, seconds: float | None = None) -> n
     return out.astype(np.float32)
 
 
-def write_corpus(out_dir: str | Path, *, seed: int = 0, minutes: float = 10.0) -> list[Path]:
-    """Write the train and holdout sets; returns every path written, in order."""
+def write_corpus(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    minutes: float = 10.0,
+    families: tuple[str, ...] = tuple(FAMILIES),
+) -> list[Path]:
+    """Write the train and holdout sets; returns every path written, in order.
+
+    ``families`` picks the material (default: the five of the default corpus; ``organ``,
+    ``glide`` and ``clang`` are extra material for fine-tuning).
+    """
+    unknown = set(families) - set(ALL_FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown families {sorted(unknown)}; known: {sorted(ALL_FAMILIES)}")
     out = Path(out_dir)
     written: list[Path] = []
-    names = [*FAMILIES, "mixed"]
+    names = [*families, "mixed"]
     for split, mins, stream in (("train", minutes, 0), ("holdout", max(minutes / 10, 0.5), 1)):
         rng = np.random.default_rng([seed, stream])
         folder = out / split
@@ -195,7 +256,7 @@ def write_corpus(out_dir: str | Path, *, seed: int = 0, minutes: float = 10.0) -
             n_files = max(n_files, len(names))  # every family is evaluated
         for i in range(n_files):
             family = names[i % len(names)]
-            audio = render_file(rng, None if family == "mixed" else family)
+            audio = render_file(rng, None if family == "mixed" else family, mix=families)
             path = folder / f"{split}_{i:03d}_{family}.wav"
             sf.write(path, audio, SR, subtype="PCM_16")
             written.append(path)
@@ -209,8 +270,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out_dir")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=10.0, help="train set length")
+    parser.add_argument(
+        "--families",
+        default=",".join(FAMILIES),
+        help=f"comma-separated, from {', '.join(ALL_FAMILIES)} (default: the first five)",
+    )
     args = parser.parse_args(argv)
-    paths = write_corpus(args.out_dir, seed=args.seed, minutes=args.minutes)
+    families = tuple(f.strip() for f in args.families.split(",") if f.strip())
+    try:
+        paths = write_corpus(args.out_dir, seed=args.seed, minutes=args.minutes, families=families)
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
     print(f"wrote {len(paths)} files under {args.out_dir} (train/ and holdout/)")
 
 

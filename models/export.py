@@ -57,9 +57,10 @@ class ScriptedModel(nn.Module):
     forward_input_labels: List[str]  # noqa: UP006
     forward_output_labels: List[str]  # noqa: UP006
 
-    def __init__(self, model: VAE, cfg: ModelConfig, streaming: bool) -> None:
+    def __init__(self, model: VAE, cfg: ModelConfig, streaming: bool, steps: int = 0) -> None:
         super().__init__()
         self.model = model
+        self.train_steps = int(steps)
         self.sr = int(cfg.samplerate)
         self.latent_size = int(cfg.latent_size)
         self.ratio = int(cfg.ratio)
@@ -114,7 +115,9 @@ class ScriptedModel(nn.Module):
         return self.sr
 
 
-def script_model(model: VAE, cfg: ModelConfig, *, streaming: bool) -> torch.jit.ScriptModule:
+def script_model(
+    model: VAE, cfg: ModelConfig, *, streaming: bool, steps: int = 0
+) -> torch.jit.ScriptModule:
     """Wrap, switch streaming on or off, and script (returns the ScriptModule)."""
     model = model.eval()
     if streaming and not cfg.causal:
@@ -123,7 +126,7 @@ def script_model(model: VAE, cfg: ModelConfig, *, streaming: bool) -> torch.jit.
     for conv in model.modules():
         if isinstance(conv, CachedConv1d):
             conv.prepare_inference()
-    wrapper = ScriptedModel(model, cfg, streaming).eval()
+    wrapper = ScriptedModel(model, cfg, streaming, steps).eval()
     for p in wrapper.parameters():
         p.requires_grad_(False)
     with quiet_jit():
@@ -187,7 +190,7 @@ def load_weights(source: str | Path) -> tuple[ModelConfig, dict[str, torch.Tenso
             for k, v in ts.state_dict().items()
             if k.startswith("model.") and not k.endswith((".cache", ".weight_matrix"))
         }
-        return cfg, weights, 0
+        return cfg, weights, int(getattr(ts, "train_steps", 0))
     state = load_checkpoint(p)
     return ModelConfig.from_dict(state["config"]), state["model"], int(state.get("step", 0))
 
@@ -223,7 +226,8 @@ def model_card(
     cfg: ModelConfig, state: dict[str, Any], *, streaming: bool, command: str, model: VAE
 ) -> dict[str, Any]:
     """Everything a player or a later trainer needs to know about the exported file."""
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # The PQMF filters are fixed, not learnt: leave them out of the count.
+    n_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("pqmf."))
     return {
         "format": "sillage-model-card/1",
         "sample_rate": cfg.samplerate,
@@ -238,6 +242,8 @@ def model_card(
         "encode_decode_delay_samples": model.pqmf.delay if cfg.causal else -1,
         "parameters": n_params,
         "steps": int(state.get("step", 0)),
+        "base_steps": int(state.get("base_steps", 0)),
+        "base_model": state.get("base", ""),
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "torch_version": torch.__version__,
         "training_data": state.get("data_summary", {}),
@@ -249,10 +255,38 @@ def model_card(
     }
 
 
+def fit_latent_from_folder(
+    model: VAE, cfg: ModelConfig, folder: str | Path, n_windows: int = 64, seed: int = 12345
+) -> None:
+    """Refit the exposed-latent PCA (see :meth:`VAE.fit_latent_stats`) on audio in ``folder``."""
+    import numpy as np
+
+    from models.data import AudioDataset
+
+    data = AudioDataset.from_folder(
+        folder,
+        samplerate=cfg.samplerate,
+        channels=cfg.channels,
+        n_samples=cfg.n_samples,
+        verbose=False,
+    )
+    x = torch.from_numpy(data.batch(np.random.default_rng(seed), n_windows))
+    model.eval()
+    model.fit_latent_stats(x)
+
+
 def export_run(
-    source: str | Path, out: str | Path, *, streaming: bool = False, command: str = ""
+    source: str | Path,
+    out: str | Path,
+    *,
+    streaming: bool = False,
+    command: str = "",
+    latent_data: str | Path | None = None,
 ) -> tuple[Path, Path]:
     """Export a run dir or checkpoint to ``out`` (.ts) and ``out`` with suffix .toml.
+
+    ``latent_data``: a folder of audio to refit the exposed-latent centre/axes on first
+    (otherwise the fit saved with the checkpoint is used).
 
     Returns
     -------
@@ -260,8 +294,12 @@ def export_run(
     """
     state = load_checkpoint(source)
     model, cfg = model_from_checkpoint(state)
+    if latent_data is not None:
+        fit_latent_from_folder(model, cfg, latent_data)
+        state.setdefault("data_summary", {})["latent_fit_folder"] = str(latent_data)
     out = Path(out)
-    scripted = script_model(model, cfg, streaming=streaming)
+    steps = int(state.get("step", 0)) + int(state.get("base_steps", 0))
+    scripted = script_model(model, cfg, streaming=streaming, steps=steps)
     save_scripted(scripted, out)
     card = model_card(cfg, state, streaming=streaming, command=command, model=model)
     card["file_bytes"] = out.stat().st_size
@@ -282,12 +320,24 @@ def main(argv: list[str] | None = None) -> None:
         help="keep convolution caches inside the module so consecutive decode calls "
         "continue the signal (batch 1 per loaded copy; needs a causal model)",
     )
+    parser.add_argument(
+        "--latent-data",
+        metavar="AUDIO_DIR",
+        help="refit the exposed latent (centre, PCA axes, scale) on this audio before export, "
+        "e.g. the section of the corpus a piece uses; default: the fit saved in the run",
+    )
     args = parser.parse_args(argv)
     command = "python -m models.export " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
     )
     try:
-        ts, card = export_run(args.run_dir, args.out, streaming=args.streaming, command=command)
+        ts, card = export_run(
+            args.run_dir,
+            args.out,
+            streaming=args.streaming,
+            command=command,
+            latent_data=args.latent_data,
+        )
     except ModelsError as e:
         parser.exit(1, f"{type(e).__name__}: {e}\n")
     print(f"wrote {ts} ({ts.stat().st_size / 1e6:.2f} MB) and {card}")

@@ -155,16 +155,35 @@ class VAE(nn.Module):
         return self.synthesise(self.decoder(z, add_noise))
 
     @torch.jit.unused
-    def fit_latent_stats(self, x: torch.Tensor) -> None:
-        """Fit the exposed-latent transform (PCA of posterior means) on audio ``x``.
+    def fit_latent_stats(
+        self, x: torch.Tensor, min_level_db: float = -50.0, samplerate: int = 48000
+    ) -> None:
+        """Fit the exposed-latent transform on audio ``x``: PCA axes and scales of the
+        posterior means of sounding frames, centred on a frame that sounds when held.
+
+        The centre of the exposed space (all zeros) is where a performance starts, so it must
+        not be silence: the mean of the latents often is (held still, an "average" of many
+        decaying notes decodes to almost nothing). The centre is therefore the loud training
+        frame nearest the median whose latent, held constant, decodes clearly audibly.
 
         Parameters
         ----------
         x : Tensor, shape (batch, channels, time) — a representative sample of the data.
+        min_level_db : float
+            Frames quieter than this (RMS, dB full scale) are ignored.
+        samplerate : int
+            Only used to size the audibility check (0.4 s per candidate).
         """
         with torch.no_grad():
             raw = self.encode_dist(x)[0]
+            b = x.shape[0]
+            frames = raw.shape[-1]
+            rms = x[..., : frames * self.ratio].reshape(b, -1, frames, self.ratio)
+            level = (10 * torch.log10(rms.pow(2).mean((1, 3)) + 1e-12)).reshape(-1)
             flat = raw.transpose(0, 1).reshape(self.latent_size, -1)
+            keep = level >= min_level_db
+            if int(keep.sum()) >= 4 * self.latent_size:
+                flat, level = flat[:, keep], level[keep]
             mean = flat.mean(1, keepdim=True)
             cov = torch.cov(flat - mean) + 1e-8 * torch.eye(self.latent_size, device=x.device)
             evals, evecs = torch.linalg.eigh(cov)
@@ -174,9 +193,36 @@ class VAE(nn.Module):
             signs = torch.sign(rot.gather(1, rot.abs().argmax(1, keepdim=True)))
             rot = rot * signs
             scale = evals[order].clamp_min(1e-8).sqrt().unsqueeze(1)
-            self.latent_mean.copy_(mean)
+            self.latent_mean.copy_(self._audible_centre(flat, level, scale, rot, samplerate))
             self.latent_rot.copy_(rot)
             self.latent_scale.copy_(scale)
+
+    @torch.jit.unused
+    def _audible_centre(
+        self,
+        flat: torch.Tensor,
+        level: torch.Tensor,
+        scale: torch.Tensor,
+        rot: torch.Tensor,
+        samplerate: int,
+        n_candidates: int = 24,
+        audible_db: float = -35.0,
+    ) -> torch.Tensor:
+        """Candidate centres: loud frames nearest the median; first one audible when held."""
+        loud = level >= torch.quantile(level, 0.5)
+        pool = flat[:, loud] if int(loud.sum()) >= n_candidates else flat
+        median = pool.median(1, keepdim=True).values
+        dist = ((rot @ (pool - median)) / scale).pow(2).sum(0)
+        idx = torch.argsort(dist)[:n_candidates]
+        cand = pool[:, idx]  # (latent, n)
+        n_frames = max(4, int(0.4 * samplerate) // self.ratio)
+        z = cand.t().unsqueeze(-1).expand(-1, -1, n_frames).contiguous()
+        y = self.decode_raw(z, add_noise=False)
+        tail = y[..., y.shape[-1] // 2 :]
+        held_db = 10 * torch.log10(tail.pow(2).mean((1, 2)) + 1e-12)
+        ok = torch.nonzero(held_db >= audible_db).flatten()
+        pick = int(ok[0]) if len(ok) else int(torch.argmax(held_db))
+        return cand[:, pick : pick + 1].clone()
 
     def forward(
         self, x: torch.Tensor
