@@ -3,6 +3,7 @@
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -124,3 +125,19 @@ def test_streaming_export_of_non_causal_model_is_refused() -> None:
     cfg = make_config("tiny", causal=False)
     with pytest.raises(ModelsError, match="causal"):
         script_model(VAE(cfg), cfg, streaming=True)
+
+
+def test_onnx_explicit_state_decoder_matches_torchscript(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from models.onnx_export import OnnxStreamingDecoder, export_onnx
+
+    torch.manual_seed(4)
+    cfg = make_config("tiny", noise=False)
+    a, b = VAE(cfg), VAE(cfg)
+    b.load_state_dict(a.state_dict())
+    ts = script_model(a, cfg, streaming=True)
+    ort = OnnxStreamingDecoder(export_onnx(b, cfg))
+    z = torch.randn(10, 1, cfg.latent_size, 1)
+    y_ts = torch.cat([ts.decode(f) for f in z], -1).numpy()
+    y_ort = np.concatenate([ort.decode(f.numpy()) for f in z], -1)
+    np.testing.assert_allclose(y_ort, y_ts, atol=1e-5)

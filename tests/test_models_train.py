@@ -171,3 +171,28 @@ def test_resampling_and_channel_mixing(tmp_path: Path) -> None:
     assert data.clips[0].shape == (1, 48000)
     data2 = AudioDataset.from_folder(folder, samplerate=48000, channels=2, n_samples=1024)
     assert data2.clips[0].shape == (2, 48000)
+
+
+def test_adversarial_phase_runs_and_saves_discriminator(tmp_path: Path) -> None:
+    audio, run = _tones(tmp_path / "audio"), tmp_path / "run"
+    main(
+        [
+            str(audio),
+            "--out",
+            str(run),
+            "--config",
+            "tiny",
+            "--steps",
+            "4",
+            "--no-progress",
+            "--set",
+            "adversarial=true",
+            "--set",
+            "adversarial_start=2",
+        ]
+    )
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert state["disc"] is not None and state["step"] == 4
+    logs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert "adv" in logs[-1] and "disc" in logs[-1]
+    assert all(np.isfinite(v) for v in logs[-1].values())
