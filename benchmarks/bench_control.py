@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from instrument.adapters.chain import ChainController  # noqa: E402
 from instrument.control import ControlState  # noqa: E402
 from instrument.events import Event  # noqa: E402
 from instrument.patch import PatchContext, load_patch  # noqa: E402
@@ -81,7 +82,9 @@ def _controllers(tmp: Path) -> dict[str, Any]:
             f'kind = "regression"\nmodel = "{model}"\ninputs = ["pad.0", "pad.1", "pad.2", "pad.3"]\n',
         )  # fmt: skip
         c = load_patch(p, context=ctx).controller
+        assert isinstance(c, ChainController)
         demos = c.mapping.demos
+        assert demos is not None
         for _ in range(200):
             demos.add(rng.uniform(0, 1, 4), rng.normal(0, 1, LATENT))
         demos.train(mlp_steps=300)

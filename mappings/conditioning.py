@@ -263,7 +263,10 @@ class Staleness:
         self.hold_s = hold_s
         self.ease_s = float(ease_s)
         self.return_s = float(return_s)
-        self.reset()
+        self.held = self.rest
+        self.t_last = -math.inf
+        self._from = self.rest
+        self._t_return = -math.inf
 
     def update(self, t: float, value: float) -> None:
         if self.hold_s is not None and self.t_last > -math.inf and not self.fresh(t):

@@ -59,7 +59,7 @@ class OnePole:
         if type(x) is float and (self._y is None or self._y.ndim == 0):
             y = x if self._y is None else float(self._y) + smoothing_factor(
                 max(t - self._t, 0.0), self.cutoff_hz) * (x - float(self._y))  # fmt: skip
-            self._y, self._t = np.float64(y), t
+            self._y, self._t = np.asarray(y, dtype=np.float64), t
             return y
         x = np.asarray(x, dtype=np.float64)
         if self._y is None:
@@ -136,7 +136,7 @@ class OneEuro:
 
     def _scalar(self, t: float, x: float) -> float:
         if self._x is None or self._dx is None:
-            self._x, self._dx, self._t = np.float64(x), np.float64(0.0), t
+            self._x, self._dx, self._t = np.asarray(x, dtype=np.float64), np.zeros(()), t
             return x
         xp, dxp = float(self._x), float(self._dx)
         dt = t - self._t
@@ -145,5 +145,5 @@ class OneEuro:
         dx = dxp + smoothing_factor(dt, self.d_cutoff_hz) * ((x - xp) / dt - dxp)
         cutoff = self.min_cutoff_hz + self.beta * abs(dx)
         y = xp + (1.0 - math.exp(-2.0 * math.pi * cutoff * dt)) * (x - xp)
-        self._x, self._dx, self._t = np.float64(y), np.float64(dx), t
+        self._x, self._dx, self._t = np.asarray(y, dtype=np.float64), np.asarray(dx), t
         return y

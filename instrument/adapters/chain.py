@@ -117,7 +117,7 @@ class ChainController:
         self._wek_inputs: np.ndarray | None = None
         self._wek_fresh = False
         self._x = np.zeros(len(mapping.inputs))
-        self._exact = {}
+        self._exact: dict[str, Source] = {}
         for s in self.sources:
             if isinstance(s, (VectorSource, MidiSource)):
                 for a in s._ranges if isinstance(s, MidiSource) else (s.address,):
@@ -128,9 +128,9 @@ class ChainController:
         return sorted({s.port for s in self.sources if s.port})
 
     def _source_for(self, address: str) -> Source | None:
-        s = self._exact.get(address)
-        if s is not None:
-            return s
+        exact = self._exact.get(address)
+        if exact is not None:
+            return exact
         for s in self.sources:
             if s.owns(address):
                 return s
