@@ -213,9 +213,13 @@ def start_midi(spec: str, queue: Queue, clock: Callable[[], float]) -> MidiInput
         )  # fmt: skip
     if spec.startswith(VIRTUAL_PREFIX):
         b = usable[0]
-        port = rtmidi.MidiIn(b.api, "sillage")
         name = spec[len(VIRTUAL_PREFIX) :] or "Sillage"
-        port.open_virtual_port(name)
+        try:
+            port = rtmidi.MidiIn(b.api, "sillage")
+            port.open_virtual_port(name)
+        except Exception as exc:  # noqa: BLE001 - rtmidi's own error classes
+            return MidiInput(queue, clock, message=f"cannot create virtual MIDI port {name!r} ({exc}); "
+                             "Sillage keeps running without MIDI.")  # fmt: skip
         port.ignore_types(sysex=True, timing=True, active_sense=True)
         return MidiInput(queue, clock, port, name=name, backend=b.name)
     matches = [
@@ -231,8 +235,12 @@ def start_midi(spec: str, queue: Queue, clock: Callable[[], float]) -> MidiInput
         names = ", ".join(p for _, _, p in matches)
         return MidiInput(queue, clock, message=f"MIDI port name {spec!r} is ambiguous: {names}")
     b, index, pname = matches[0]
-    port = rtmidi.MidiIn(b.api, "sillage")
-    port.open_port(index)
+    try:
+        port = rtmidi.MidiIn(b.api, "sillage")
+        port.open_port(index)
+    except Exception as exc:  # noqa: BLE001 - rtmidi's own error classes
+        return MidiInput(queue, clock, message=f"cannot open MIDI port {pname!r} ({exc}); "
+                         "Sillage keeps running without MIDI.")  # fmt: skip
     port.ignore_types(sysex=True, timing=True, active_sense=True)
     return MidiInput(queue, clock, port, name=pname, backend=b.name)
 
