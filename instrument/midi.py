@@ -217,7 +217,7 @@ def start_midi(spec: str, queue: Queue, clock: Callable[[], float]) -> MidiInput
         try:
             port = rtmidi.MidiIn(b.api, "sillage")
             port.open_virtual_port(name)
-        except Exception as exc:  # noqa: BLE001 - rtmidi's own error classes
+        except Exception as exc:  # rtmidi's own error classes
             return MidiInput(queue, clock, message=f"cannot create virtual MIDI port {name!r} ({exc}); "
                              "Sillage keeps running without MIDI.")  # fmt: skip
         port.ignore_types(sysex=True, timing=True, active_sense=True)
@@ -238,7 +238,7 @@ def start_midi(spec: str, queue: Queue, clock: Callable[[], float]) -> MidiInput
     try:
         port = rtmidi.MidiIn(b.api, "sillage")
         port.open_port(index)
-    except Exception as exc:  # noqa: BLE001 - rtmidi's own error classes
+    except Exception as exc:  # rtmidi's own error classes
         return MidiInput(queue, clock, message=f"cannot open MIDI port {pname!r} ({exc}); "
                          "Sillage keeps running without MIDI.")  # fmt: skip
     port.ignore_types(sysex=True, timing=True, active_sense=True)
