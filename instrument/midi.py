@@ -245,6 +245,25 @@ def start_midi(spec: str, queue: Queue, clock: Callable[[], float]) -> MidiInput
     return MidiInput(queue, clock, port, name=pname, backend=b.name)
 
 
+def open_patch_midi(
+    patch: Any, queue: Queue, clock: Callable[[], float], *, log: Callable[[str], None] = print
+) -> MidiInput | None:
+    """Open the MIDI input a patch declares (``patch.midi``); None when it declares none.
+
+    The engine calls this after loading a patch (and closes the handle on stop or patch
+    change). When no port can be opened, ``log`` gets the message and the handle is inert.
+    """
+    spec = getattr(patch, "midi", None)
+    if spec is None:
+        return None
+    midi = start_midi(spec, queue, clock)
+    if midi.ok:
+        log(f"sillage: MIDI in from {midi.name!r} ({midi.backend})")
+    else:
+        log(f"sillage: {midi.message}")
+    return midi
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Sillage MIDI ports")
     parser.add_argument("-l", "--list", action="store_true", help="list MIDI input ports (default)")

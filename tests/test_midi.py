@@ -15,7 +15,7 @@ import pytest
 
 from instrument.control import ControlState
 from instrument.events import Event, EventQueue
-from instrument.midi import FakeMidiInput, MidiInput, start_midi
+from instrument.midi import FakeMidiInput, MidiInput, open_patch_midi, start_midi
 from instrument.patch import PatchContext, load_patch
 
 
@@ -144,3 +144,18 @@ def test_jack_virtual_port_round_trip() -> None:
                 os.environ.pop("JACK_DEFAULT_SERVER", None)
             else:
                 os.environ["JACK_DEFAULT_SERVER"] = old
+
+
+def test_open_patch_midi_says_why_and_returns_an_inert_handle() -> None:
+    lines: list[str] = []
+    patch = load_patch("midi-controller", context=PatchContext(4, 48000))
+    patch.midi = "no such port 98765"
+    midi = open_patch_midi(patch, EventQueue(), lambda: 0.0, log=lines.append)
+    assert midi is not None and not midi.ok and "keeps running" in lines[0]
+    midi.close()
+    assert (
+        open_patch_midi(
+            load_patch("default", context=PatchContext(4, 48000)), EventQueue(), lambda: 0.0
+        )
+        is None
+    )

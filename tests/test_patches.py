@@ -415,3 +415,13 @@ def test_layers_mappings_pure_and_handtracker_never_imported() -> None:
             continue
         text = path.read_text(encoding="utf-8")
         assert "import mediapipe" not in text and "handtracker" not in text, path
+
+
+def test_dropped_events_are_reported_through_on_reject() -> None:
+    c = load_patch("dancer-riot", context=PatchContext(4, 48000)).controller
+    got: list[tuple[str, str]] = []
+    c.on_reject = lambda kind, msg: got.append((kind, msg))
+    c.on_event(Event(0.0, "/0/raw", (1.0, 2.0)), ControlState(4))
+    c.on_event(Event(0.0, "/sillage/learn", ("fly",)), ControlState(4))
+    assert [k for k, _ in got] == ["arity", "learn"]
+    assert "22 numbers" in got[0][1] and "held" in got[0][1]

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,9 @@ class ChainController:
         self.wek_output = wek_output
         self.midi = midi
         self.dropped: dict[str, int] = {}
+        #: The engine may set this to its reporter's ``reject(kind, message)`` (rate-limited):
+        #: events that reach ``on_event`` unvalidated (MIDI, scores) and fail are reported too.
+        self.on_reject: Callable[[str, str], None] | None = None
         self._out: list[Outgoing] = []
         self.recording = False
         self.running = (
@@ -175,11 +178,13 @@ class ChainController:
                 return
             source = self._source_for(address)
             if source is None:
-                self._drop("unknown_address")
+                self._drop(
+                    "unknown_address", f"{address}: no input of patch {self.name!r} takes it"
+                )
                 return
             values = source.signals(event.time, address, event.args)
         except (InputError, ValueError, TypeError, IndexError) as exc:
-            self._drop(getattr(exc, "kind", "type"))
+            self._drop(getattr(exc, "kind", "type"), f"{address}: {exc} (last good value held)")
             return
         if self._learn_midi and isinstance(source, MidiSource) and address == "/midi/cc":
             self._bind_midi(next(iter(values), None))
@@ -261,7 +266,9 @@ class ChainController:
             for sig in self.signals.values():
                 sig.conditioner.set_centre()
         elif demos is None:
-            self._drop("learn_without_regression")
+            self._drop(
+                "learn", f"/sillage/learn {cmd}: patch {self.name!r} has no regression mapping"
+            )
         elif cmd == "record":
             self.recording, self.running = True, False
         elif cmd == "stop":
@@ -283,7 +290,11 @@ class ChainController:
             # File I/O off the decode worker: a short-lived thread writes the JSON.
             threading.Thread(target=path.write_text, args=(text,), daemon=True).start()
         else:
-            self._drop("learn_command")
+            self._drop(
+                "learn",
+                f"/sillage/learn {cmd!r}: expected record, stop, train, run, pause, clear, save, "
+                "midi, calibrate, calibrate_stop or centre",
+            )
 
     def _bind_midi(self, name: str | None) -> None:
         inputs = self.mapping.inputs
@@ -318,7 +329,7 @@ class ChainController:
         elif cmd == "cancelTrain":
             return
         else:
-            self._drop("unknown_address")
+            self._drop("unknown_address", f"/wekinator/control/{cmd} is not supported")
 
     def _wek_input(self, event: Event, values: dict[str, float], state: ControlState) -> None:
         demos = self.mapping.demos
@@ -327,7 +338,11 @@ class ChainController:
             return
         if demos.n_inputs != len(x):
             if len(demos):
-                self._drop("arity")  # examples were recorded with another input count
+                self._drop(
+                    "arity",
+                    f"/wek/inputs: {len(x)} numbers, but the examples have {demos.n_inputs}; "
+                    "send the same count or deleteAllExamples",
+                )
                 return
             self.mapping.demos = demos = Demonstrations(
                 len(x), self.latent_size, model=demos.model_kind, k=demos.knn.k,
@@ -354,5 +369,8 @@ class ChainController:
             self._out.append(Outgoing(host, port, "/wek/outputs", tuple(float(v) for v in z)))
         return z
 
-    def _drop(self, kind: str) -> None:
+    def _drop(self, kind: str, message: str) -> None:
+        """Count a dropped event; report it through ``on_reject`` when the engine set one."""
         self.dropped[kind] = self.dropped.get(kind, 0) + 1
+        if self.on_reject is not None:
+            self.on_reject(kind, message)
