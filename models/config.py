@@ -107,7 +107,9 @@ class ModelConfig:
         unknown = set(data) - set(names)
         if unknown:
             raise ModelsError(f"unknown config keys {sorted(unknown)}; known: {sorted(names)}")
-        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
+        kwargs: dict[str, Any] = {
+            k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()
+        }
         return cls(**kwargs)
 
     def to_json(self) -> str:

@@ -7,8 +7,6 @@ whole sequence. The cache lives either in a buffer (TorchScript / nn~ export: st
 the module, batch 1 per loaded copy) or is passed explicitly (ONNX export: state in, state out).
 """
 
-from __future__ import annotations
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +25,9 @@ class CachedConv1d(nn.Module):
     causal : bool
         Pad only on the left (streamable). Otherwise split padding (centred, not streamable).
     """
+
+    cache: torch.Tensor
+    weight_matrix: torch.Tensor
 
     def __init__(
         self,

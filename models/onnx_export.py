@@ -61,7 +61,7 @@ def export_onnx(model: VAE, cfg: ModelConfig, path: str | Path | None = None) ->
         torch.onnx.export(
             wrapper,
             (z, *states),
-            buf,
+            buf,  # type: ignore[arg-type]  # BytesIO works; the stub says path only
             input_names=names_in,
             output_names=names_out,
             opset_version=17,

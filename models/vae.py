@@ -4,8 +4,6 @@ Inference code only (no training dependencies): the exported TorchScript module 
 :class:`VAE` directly, and :mod:`models.train` adds losses and optimisers around it.
 """
 
-from __future__ import annotations
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -103,6 +101,10 @@ class Decoder(nn.Module):
 
 class VAE(nn.Module):
     """PQMF + encoder + decoder. Shapes follow nn~: (batch, channels, time)."""
+
+    latent_mean: torch.Tensor
+    latent_rot: torch.Tensor
+    latent_scale: torch.Tensor
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
