@@ -267,12 +267,17 @@ def map_cache_path(model_path: str | os.PathLike[str]) -> Path:
     ``$XDG_CACHE_HOME/sillage/maps/NAME-HASH.map.npz`` (default ``~/.cache``).
     """
     path = Path(model_path)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sillage" / "maps"
+    return base / f"{path.stem}-{model_digest(path)[:12]}.map.npz"
+
+
+def model_digest(model_path: str | os.PathLike[str]) -> str:
+    """SHA-1 of a model file: a map records it, so a map for an older export can be told apart."""
     digest = hashlib.sha1()
-    with open(path, "rb") as f:
+    with open(model_path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sillage" / "maps"
-    return base / f"{path.stem}-{digest.hexdigest()[:12]}.map.npz"
+    return digest.hexdigest()
 
 
 def find_map(model_path: str | os.PathLike[str]) -> Path | None:

@@ -74,6 +74,16 @@ def test_build_encodes_and_describes(tiny_model: Path, corpus: Path, tmp_path: P
     assert m.to_xy(m.latents[i]) == pytest.approx(tuple(m.xy[i]), abs=1e-6)
     assert out.stat().st_size < 200_000
 
+    # The map records which export it was built from; the app warns on another one.
+    from mappings.latentmap import model_digest
+    from ui.app import stale_warning
+
+    assert m.params["model"]["sha1"] == model_digest(tiny_model)
+    assert stale_warning(m, tiny_model) == ""
+    newer = tmp_path / "tiny.ts"
+    newer.write_bytes(tiny_model.read_bytes() + b"retrained")
+    assert "older tiny.ts" in stale_warning(m, newer)
+
 
 def test_decoder_only_model_is_sampled(tmp_path: Path) -> None:
     import torch

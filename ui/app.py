@@ -16,8 +16,12 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from instrument.protocol import DEFAULT_OSC_PORT, DEFAULT_STATE_PORT
+
+if TYPE_CHECKING:
+    from mappings.latentmap import LatentMap
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "models" / "default" / "sillage-default.ts"
@@ -58,6 +62,17 @@ def resolve_map(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
         found = find_map(model)
         return (found, None) if found is not None else (None, model)
     return (DEFAULT_MAP, None) if DEFAULT_MAP.is_file() else (None, None)
+
+
+def stale_warning(latent_map: LatentMap, model: Path) -> str:
+    """A warning when the map was built from another export of ``model`` (else "")."""
+    from mappings.latentmap import model_digest
+
+    built = latent_map.params.get("model", {})
+    if built.get("name") == model.stem and built.get("sha1") not in (None, model_digest(model)):
+        return (f"map built for an older {model.name}: rebuild it with "
+                f"python -m ui.map build --model {model} AUDIO_DIR --out MAP.npz")  # fmt: skip
+    return ""
 
 
 def screenshot(out: str | os.PathLike[str], map_path: Path | None, *, projection: bool,
@@ -110,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     window.connected.connect(
         lambda: print(f"Sillage UI: connected to engine {engine[0]}:{engine[1]}", flush=True)
     )
+    model = Path(args.model) if args.model else DEFAULT_MODEL
+    if latent_map is not None and model.is_file():
+        window.status.warning.setText(stale_warning(latent_map, model))
     if to_build is not None:
         proc, out = start_cached_build(to_build, args.corpus)
         window.status.showMessage(f"building the map for {to_build.name} (about a minute)…")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mappings.latentmap import DEFAULT_K, LatentMap, map_cache_path, normalise_xy
+from mappings.latentmap import DEFAULT_K, LatentMap, map_cache_path, model_digest, normalise_xy
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3")
 SAMPLED_SOURCE = "(sampled latent walk)"
@@ -420,6 +420,7 @@ def build_map(
         "model": {
             "name": model.name,
             "path": str(model_path),
+            "sha1": model_digest(model_path),
             "samplerate": model.samplerate,
             "ratio": model.ratio,
             "latent_size": model.latent_size,
