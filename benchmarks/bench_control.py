@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import re
 import socket
@@ -236,8 +237,15 @@ def main() -> None:
     parser.add_argument("--rates", default="5000,10000,20000", help="ingest rates to try, msg/s")
     args = parser.parse_args()
     report: dict[str, Any] = {
-        "machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_1m": os.getloadavg()[0],
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
         "latent_size": LATENT,
+        # For scale: one frame of a ratio-256 model at 48 kHz lasts this long.
+        "frame_period_us_ratio256_48k": round(256 / 48000 * 1e6, 1),
         "mapping_target_per_frame": bench_mapping(),
         "message_cost": bench_messages(),
     }
