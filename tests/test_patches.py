@@ -10,12 +10,14 @@ import math
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from instrument.adapters.chain import SAVE_THREAD
 from instrument.control import ControlState, DirectController
 from instrument.events import Event, write_score
 from instrument.patch import PATCH_DIR, PatchContext, PatchError, load_patch
@@ -213,8 +215,8 @@ def test_regression_learn_commands_record_train_run(tmp_path: Path) -> None:
         c.on_event(Event(t, "/pad", (x, y)), state)
         np.testing.assert_allclose(c.target(t, state), z, atol=1e-9)  # exact at the examples
     c.on_event(Event(t, "/sillage/learn", ("save",)), state)
-    for th in __import__("threading").enumerate():
-        if th.daemon and th.is_alive() and th.name.startswith("Thread"):
+    for th in threading.enumerate():
+        if th.name == SAVE_THREAD:
             th.join(timeout=5)
     reloaded = load_patch(patch, context=PatchContext(3, 48000)).controller
     reloaded.on_event(Event(0.0, "/pad", (1.0, 0.0)), ControlState(3))

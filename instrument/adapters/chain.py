@@ -49,6 +49,7 @@ from mappings.regression import Demonstrations
 from mappings.sources import MidiSource, Source, VectorSource
 
 LEARN = "/sillage/learn"
+SAVE_THREAD = "sillage-save-examples"
 WEK_CONTROL = "/wekinator/control/"
 WEK_COMMANDS = (
     "startRecording", "stopRecording", "train", "startRunning", "stopRunning",
@@ -288,7 +289,9 @@ class ChainController:
             text = json.dumps(demos.to_dict())
             path = self.mapping.examples_path
             # File I/O off the decode worker: a short-lived thread writes the JSON.
-            threading.Thread(target=path.write_text, args=(text,), daemon=True).start()
+            threading.Thread(
+                target=path.write_text, args=(text,), name=SAVE_THREAD, daemon=True
+            ).start()
         else:
             self._drop(
                 "learn",
