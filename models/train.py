@@ -251,8 +251,11 @@ class Trainer:
         self.step += 1
         return logs
 
-    def run(self, total_steps: int, *, progress: bool = True) -> None:
-        """Train until ``total_steps``; Ctrl-C saves a resumable checkpoint and re-raises."""
+    def run(
+        self, total_steps: int, *, progress: bool = True, max_seconds: float | None = None
+    ) -> None:
+        """Train until ``total_steps`` (or ``max_seconds`` of wall time, then save and stop);
+        Ctrl-C saves a resumable checkpoint and re-raises."""
         from tqdm import tqdm
 
         self.total_steps = total_steps
@@ -271,6 +274,10 @@ class Trainer:
                 self.save()
                 self.write_preview()
             while self.step < total_steps:
+                if max_seconds is not None and time.monotonic() - t0 > max_seconds:
+                    if self.dist.main:
+                        print(f"\ntime limit reached at step {self.step}", file=sys.stderr)
+                    break
                 logs = self.train_step()
                 bar.update(1)
                 if self.step % 10 == 0 or self.step == total_steps:
@@ -323,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a config value (repeatable), e.g. --set latent_size=16",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop (with a checkpoint and a preview) after this much wall time",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
@@ -392,7 +405,8 @@ def _main(args: argparse.Namespace, command: str) -> None:
     elif weights is not None:
         trainer.model.load_state_dict(weights)
         trainer.base_steps = base_steps
-    trainer.run(args.steps, progress=not args.no_progress)
+    max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
+    trainer.run(args.steps, progress=not args.no_progress, max_seconds=max_seconds)
     if dist.main:
         print(
             f"done: {trainer.step} steps; export with: python -m models.export {run_dir} "
