@@ -196,3 +196,14 @@ def test_adversarial_phase_runs_and_saves_discriminator(tmp_path: Path) -> None:
     logs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert "adv" in logs[-1] and "disc" in logs[-1]
     assert all(np.isfinite(v) for v in logs[-1].values())
+
+
+@pytest.mark.parametrize("fmt", ["MP3", "OGG", "FLAC"])
+def test_compressed_formats_are_read_and_resampled(tmp_path: Path, fmt: str) -> None:
+    folder = tmp_path / "a"
+    folder.mkdir()
+    x = (0.2 * np.sin(np.arange(44100) * 0.05)).astype(np.float32)
+    sf.write(folder / f"x.{fmt.lower()}", x, 44100, format=fmt)
+    data = AudioDataset.from_folder(folder, samplerate=48000, channels=1, n_samples=1024)
+    assert abs(data.clips[0].shape[1] - 48000) < 2000
+    assert np.abs(data.clips[0]).max() > 0.1
