@@ -93,6 +93,8 @@ class RingOutput:
         self.channels = channels
         self.blocksize = blocksize
         self.ring = rtmixer.RingBuffer(4 * channels, _next_pow2(capacity))
+        self._rb = self.ring._ptr
+        self._result_rb = self.mixer._result_q._ptr
         self.capacity = self.ring.write_available
         self.underruns = 0
         self._played_before = 0  # frames played by dropped actions
@@ -102,6 +104,7 @@ class RingOutput:
         self.device_underflow_times: list[float] = []  # wall-clock (epoch) times of flagged seconds
         self.device_underflows = 0
         self._stats_action: Any = None
+        self._blocks = 0
         self._stats_due = 0.0
         self._t0 = 0.0
 
@@ -111,22 +114,16 @@ class RingOutput:
         self._stats_due = self._t0 + 1.0
         self._arm()
 
-    def _poll_stats(self) -> None:
-        """Fetch PortAudio's own underflow flags once a second (rtmixer resets them atomically)."""
-        now = time.perf_counter()
-        act = self._stats_action
-        if act is not None and act not in self.mixer.actions:
-            n = int(act.stats.output_underflows)
-            if n:
-                self.device_underflows += n
-                self.device_underflow_times.append(round(time.time(), 2))
-            self._stats_action = None
-        if act is None and now >= self._stats_due:
-            self._stats_due = now + 1.0
-            self._stats_action = self.mixer.fetch_and_reset_stats()
-
     def _arm(self) -> None:
         self._action = self.mixer.play_ringbuffer(self.ring)
+
+    # cffi releases the GIL around every C call, and under a GIL-busy neighbour each
+    # re-acquisition can cost a whole switch interval. So the per-frame bookkeeping reads the
+    # ring's indices from its struct (plain memory reads, no C call, no GIL hand-off); only
+    # the write itself and rare events (a finished action) call into C.
+    def _ring_fill(self) -> int:
+        rb = self._rb
+        return (rb.writeIndex - rb.readIndex) & rb.bigMask
 
     def played(self) -> int:
         """Frames the callback has taken from the ring so far."""
@@ -134,20 +131,46 @@ class RingOutput:
         return self._played_before + (int(action.done_frames) if action is not None else 0)
 
     def fill(self) -> int:
-        return self.ring.read_available
+        return self._ring_fill()
 
     def space(self) -> int:
-        return self.ring.write_available
+        return self.capacity - self._ring_fill()
+
+    def _drain_finished(self) -> None:
+        """Let rtmixer collect finished actions, but only when its result queue has any."""
+        rq = self._result_rb
+        if rq.writeIndex != rq.readIndex:
+            self.mixer._drain_result_q()
+
+    def _active(self, action: Any) -> bool:
+        return action in self.mixer._actions  # a dict lookup; _drain_finished keeps it current
+
+    def _poll_stats(self) -> None:
+        """Fetch PortAudio's own underflow flags once a second (rtmixer resets them atomically)."""
+        act = self._stats_action
+        if act is not None and not self._active(act):
+            n = int(act.stats.output_underflows)
+            self._blocks += int(act.stats.blocks)
+            if n:
+                self.device_underflows += n
+                self.device_underflow_times.append(round(time.time(), 2))
+            self._stats_action = None
+        elif act is None:
+            now = time.perf_counter()
+            if now >= self._stats_due:
+                self._stats_due = now + 1.0
+                self._stats_action = self.mixer.fetch_and_reset_stats()
 
     def poll(self, prebuffer: int) -> None:
         """Detect a dropped playback action (ring ran dry); re-arm once refilled. Decode worker."""
+        self._drain_finished()
         self._poll_stats()
         action = self._action
         if action is None:
             if self.fill() >= prebuffer:
                 self._arm()
             return
-        if action not in self.mixer.actions:
+        if not self._active(action):
             self.underruns += 1
             self._played_before += int(action.done_frames)
             self._action = None
@@ -166,7 +189,8 @@ class RingOutput:
             self.mixer.stop()
             s = self.mixer.stats
             self.device_underflows += int(s.output_underflows)
-            stats = {"blocks": int(s.blocks), "device_underflows": self.device_underflows,
+            self._blocks += int(s.blocks)
+            stats = {"blocks": self._blocks, "device_underflows": self.device_underflows,
                      "device_underflow_at": self.device_underflow_times}
         except Exception:
             pass

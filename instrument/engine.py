@@ -284,14 +284,13 @@ class DecodeLoop:
         gain_from, gain_to = self._gain, db_to_gain(st.gain_db)
         gain_from, gain_to = self._panic_gains(gain_from, gain_to)
 
-        z32 = z.astype(np.float32)[:, None]
         t0 = time.perf_counter()
-        audio = self.runtime.decode(z32)
+        audio = self.runtime.decode_frame(z)
         if self._crossfade_from is not None:
-            audio = self._crossfade(audio, z32)
+            audio = self._crossfade(audio, z.astype(np.float32)[:, None])
         self.metrics.decode_s.add(time.perf_counter() - t0)
 
-        frame = np.ascontiguousarray(audio.T, dtype=np.float32)
+        frame = audio.T.copy()
         n = frame.shape[0]
         if gain_from == gain_to:
             if gain_to != 1.0:

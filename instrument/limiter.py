@@ -38,11 +38,13 @@ class SafetyLimiter:
 
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Limit one frame in place and return it. Runs on the decode worker."""
-        if not np.all(np.isfinite(frame)):
+        if not frame.size:
+            return frame
+        peak = float(np.abs(frame).max())  # NaN and inf propagate through max: one pass
+        if not math.isfinite(peak):
             self.bad_frames += 1
             frame[:] = 0.0
             return frame
-        peak = float(np.max(np.abs(frame))) if frame.size else 0.0
         needed = min(1.0, self.ceiling / peak) if peak > 0 else 1.0
         if needed < self.gain:
             new = needed  # instant attack: the whole frame at the safe gain
@@ -56,5 +58,6 @@ class SafetyLimiter:
             ramp = np.linspace(start, new, frame.shape[0], dtype=np.float32)
             frame *= ramp[:, None]
         self.gain = new
-        np.clip(frame, -self.ceiling, self.ceiling, out=frame)
+        if peak * max(start, new) > self.ceiling:  # only float rounding can get here
+            np.clip(frame, -self.ceiling, self.ceiling, out=frame)
         return frame

@@ -49,7 +49,7 @@ class LiveConfig:
     osc_host: str = "127.0.0.1"
     osc_port: int = 7770
     state_to: tuple[tuple[str, int], ...] = ()
-    switch_interval_s: float = 0.001
+    switch_interval_s: float = 0.0002
 
     def __post_init__(self) -> None:
         if self.blocksize < 0:
@@ -119,8 +119,11 @@ class LiveEngine:
                         name=name).start()
 
     def _prefill(self) -> None:
-        while self.output.fill() < self.config.prebuffer:
-            self._write(self.loop.step())
+        import torch
+
+        with torch.no_grad():
+            while self.output.fill() < self.config.prebuffer:
+                self._write(self.loop.step())
 
     def stop(self) -> dict[str, int]:
         self._stop.set()
@@ -134,6 +137,7 @@ class LiveEngine:
     # --- the decode worker ----------------------------------------------------------------
     def _run(self) -> None:
         """Decode worker: keep the ring filled to the prebuffer, one model frame at a time."""
+        ModelRuntime.prepare_thread()
         out = self.output
         sr = out.samplerate
         target = self.config.prebuffer

@@ -64,14 +64,17 @@ def render(
         rt, patch, ScoreSource(events), samplerate=samplerate, reporter=reporter,
         load_patch=load_patch, latent_map=latent_map,
     )
+    import torch
+
     total = int(round(seconds * loop.samplerate))
     writer = BlockWriter(blocksize, loop.out_channels)
     blocks: list[np.ndarray] = []
     n = 0
-    while n < total:
-        for block in writer.push(loop.step()):
-            blocks.append(block)
-            n += block.shape[0]
+    with torch.no_grad():  # scoped: render() may run in a process that also trains
+        while n < total:
+            for block in writer.push(loop.step()):
+                blocks.append(block)
+                n += block.shape[0]
     audio = np.concatenate(blocks)[:total] if blocks else np.zeros((0, loop.out_channels), np.float32)
     return audio
 

@@ -238,6 +238,29 @@ class ModelRuntime:
         """
         return self._decode_tensor(np.ascontiguousarray(z, dtype=np.float32))
 
+    def decode_frame(self, z: np.ndarray) -> np.ndarray:
+        """Decode one frame with as little Python around torch as possible. Decode worker.
+
+        The input tensor is reused (copied into, not allocated) and autograd is off for the
+        calling thread, which the decode worker sets once (:meth:`prepare_thread`).
+
+        Parameters
+        ----------
+        z : ndarray, shape (latent_size,)
+
+        Returns
+        -------
+        ndarray, shape (channels, ratio), float32 (a view: copy before the next call)
+        """
+        buf = self._frame_in
+        buf[:, 0] = z
+        return self.module.decode(self._frame_in_t)[0].numpy()
+
+    @staticmethod
+    def prepare_thread() -> None:
+        """Turn autograd off for the calling thread (the decode worker): no graph, no cost."""
+        _torch().set_grad_enabled(False)
+
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """Encode audio, shape (channels, n_samples) at the model rate, to (latent_size, n_frames)."""
         if not self.info.has_encode:
@@ -251,6 +274,12 @@ class ModelRuntime:
     def reset(self) -> None:
         """Fresh streaming state: reload the module from memory (streaming caches live inside it)."""
         self.module = _jit_load(self._bytes, str(self.path))
+        self._alloc_frame()
+
+    def _alloc_frame(self) -> None:
+        torch = _torch()
+        self._frame_in_t = torch.zeros(1, self.info.latent_size, 1)
+        self._frame_in = self._frame_in_t.numpy()[0]
 
     def fresh(self) -> ModelRuntime:
         """Another runtime of the same model with its own streaming state (no disk read)."""
@@ -260,5 +289,6 @@ class ModelRuntime:
         other._torch = self._torch
         other.module = _jit_load(self._bytes, str(self.path))
         other.info = self.info
+        other._alloc_frame()
         other.warmup()
         return other

@@ -23,6 +23,8 @@ def jack_server(*, samplerate: int = 48000, period: int = 256) -> Iterator[str]:
         pytest.skip("jackd not installed (make test installs jackd2: apt-get install jackd2)")
     import jack
 
+    jack.set_error_function(lambda msg: None)  # the probe below fails until jackd is up: quiet
+    jack.set_info_function(lambda msg: None)
     name = f"sillage-test-{os.getpid()}-{time.monotonic_ns() % 100000}"
     proc = subprocess.Popen(
         [jackd, "-n", name, "-d", "dummy", "-r", str(samplerate), "-p", str(period)],

@@ -1,0 +1,123 @@
+"""Engine benchmarks (issue 2), as ratios against a baseline measured in the same run.
+
+(a) throughput: the decode loop (events, mapping, trajectory, decode, limiter) ÷ a raw
+    ``model.decode`` loop, same model and frame, interleaved trials; goal ≥ 0.95.
+(b) soak: N s on a JACK dummy server at 48 kHz, block 256, 500 OSC msg/s, a GIL-busy neighbour
+    thread: underruns (goal 0), decode p99, control→sound latency median and jitter.
+(c) cold start: process launch → "Sillage ready" (ring prefilled, stream running); goal ≤ 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import ROOT, bench_model, emit
+
+
+def throughput(model: Path, frames: int = 2000, trials: int = 5) -> dict[str, float]:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from instrument.engine import DecodeLoop
+    from instrument.events import EventQueue
+    from instrument.patch import PatchContext, load_patch
+    from instrument.runtime import ModelRuntime
+
+    rt = ModelRuntime(model)
+    ModelRuntime.prepare_thread()
+    info = rt.info
+    loop = DecodeLoop(rt.fresh(), load_patch("default", context=PatchContext(info.latent_size, info.samplerate)), EventQueue())
+    raw = rt.fresh().module
+    z = torch.zeros(1, info.latent_size, 1)
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        loop.step()
+        raw.decode(z)
+    raw_s, eng_s = [], []
+    for _ in range(trials):
+        t = time.perf_counter()
+        for _ in range(frames):
+            raw.decode(z)
+        raw_s.append((time.perf_counter() - t) / frames)
+        loop.state.target[:] = rng.normal(size=info.latent_size)  # a moving target
+        t = time.perf_counter()
+        for _ in range(frames):
+            loop.step()
+        eng_s.append((time.perf_counter() - t) / frames)
+    r, e = statistics.median(raw_s), statistics.median(eng_s)
+    return {
+        "raw_decode_us_per_frame": r * 1e6,
+        "engine_us_per_frame": e * 1e6,
+        "engine_overhead_us": (e - r) * 1e6,
+        "throughput_ratio": r / e,
+        "goal": 0.95,
+        "realtime_factor_engine": info.frame_s / e,
+        "frames_per_trial": frames,
+        "trials": trials,
+    }
+
+
+def soak(model: Path, seconds: float, rate: float, blocksize: int, prebuffer: int) -> dict:
+    from tests.jackserver import jack_server
+
+    with jack_server(samplerate=48000, period=blocksize) as server:
+        env = dict(os.environ, JACK_DEFAULT_SERVER=server)
+        res = subprocess.run(
+            [sys.executable, "-m", "benchmarks.soak", "--model", str(model), "--seconds", str(seconds),
+             "--rate", str(rate), "--blocksize", str(blocksize), "--prebuffer", str(prebuffer)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 120,
+        )
+    if res.returncode != 0:
+        return {"error": res.stderr[-2000:]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def cold_start(model: Path) -> dict:
+    from tests.jackserver import jack_server
+
+    with jack_server(samplerate=48000, period=256) as server:
+        env = dict(os.environ, JACK_DEFAULT_SERVER=server, PYTHONUNBUFFERED="1")
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "run_instrument.py", "--model", str(model), "--device", "system JACK",
+             "--seconds", "2", "--no-ui", "--osc-port", "0"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        ready = None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("Sillage ready") and ready is None:
+                ready = time.perf_counter() - t0
+        proc.wait(timeout=60)
+    return {"cold_start_to_first_sound_s": ready, "goal_s": 5.0,
+            "note": "launch → ring prefilled and stream running; first sound follows within one block"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=60.0, help="soak length")
+    ap.add_argument("--rate", type=float, default=500.0)
+    ap.add_argument("--blocksize", type=int, default=256)
+    ap.add_argument("--prebuffer", type=int, default=1024)
+    ap.add_argument("--quick", action="store_true", help="10 s soak")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = bench_model(Path(tmp))
+        result = {"model": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else model.name}
+        result["throughput"] = throughput(model)
+        result["soak"] = soak(model, 10.0 if args.quick else args.seconds, args.rate, args.blocksize, args.prebuffer)
+        result["cold_start"] = cold_start(model)
+    emit("engine", result)
+
+
+if __name__ == "__main__":
+    main()

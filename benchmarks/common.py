@@ -1,0 +1,48 @@
+"""Shared helpers for benchmarks: where results go, which model to use, machine facts."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_MODEL = ROOT / "models" / "default" / "sillage-default.ts"
+
+
+def machine() -> dict[str, Any]:
+    import numpy
+    import torch
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "loadavg_1m": os.getloadavg()[0],
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def bench_model(tmp: Path) -> Path:
+    """The default model if it is there, otherwise a tiny model made by models.testing."""
+    if DEFAULT_MODEL.is_file():
+        return DEFAULT_MODEL
+    from models.testing import make_tiny_model
+
+    return make_tiny_model(tmp / "tiny.ts", channels=1, latent_size=8, ratio=256)
+
+
+def emit(name: str, result: dict[str, Any]) -> None:
+    """JSON to stdout and to benchmarks/results/NAME.json."""
+    result = {"benchmark": name, "machine": machine(), **result}
+    text = json.dumps(result, indent=2, default=float)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(text + "\n")
+    print(text, flush=True)
