@@ -161,6 +161,43 @@ def corpus_figures(clips: list[np.ndarray], samplerate: int) -> dict[str, Any]:
     return {"windows": len(cents), "centroid_hz": _range(cents), "loudness_db": _range(louds)}
 
 
+def preview_curve(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Per preview file of a run: spectral distance to ``original.wav``, centroid, loudness.
+
+    A numeric companion to listening to ``RUN_DIR/previews`` while a model trains.
+    """
+    import soundfile as sf
+
+    folder = Path(run_dir) / "previews"
+    if not (folder / "original.wav").is_file():
+        raise ModelsError(f"no previews in {folder}: train with models.train first")
+    ref, sr = sf.read(folder / "original.wav", dtype="float32", always_2d=True)
+    x = torch.from_numpy(ref.T[None].copy())
+    rows: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("step_*.wav")):
+        y, _ = sf.read(path, dtype="float32", always_2d=True)
+        yt = torch.from_numpy(y.T[None].copy())
+        n = min(x.shape[-1], yt.shape[-1])
+        rows.append(
+            {
+                "step": int(path.stem.split("_")[1]),
+                "mss_to_original": round(
+                    float(multiscale_spectral_distance(x[..., :n], yt[..., :n])), 4
+                ),
+                "centroid_hz": round(spectral_centroid_hz(y[:, 0], sr), 1),
+                "loudness_db": round(loudness_db(y[:, 0]), 2),
+            }
+        )
+    rows.append(
+        {
+            "step": "original",
+            "centroid_hz": round(spectral_centroid_hz(ref[:, 0], sr), 1),
+            "loudness_db": round(loudness_db(ref[:, 0]), 2),
+        }
+    )
+    return rows
+
+
 def evaluate(
     source: str | Path, holdout: str | Path, *, seconds: float = 4.0, seed: int = 0
 ) -> dict[str, Any]:
@@ -194,10 +231,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument(
+        "--previews",
+        action="store_true",
+        help="MODEL is a run dir: print the distance of each preview to the original instead",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        result = evaluate(args.model, args.holdout, seconds=args.seconds, seed=args.seed)
+        if args.previews:
+            result: Any = preview_curve(args.model)
+        else:
+            result = evaluate(args.model, args.holdout, seconds=args.seconds, seed=args.seed)
     except ModelsError as e:
         parser.exit(1, f"{type(e).__name__}: {e}\n")
     text = json.dumps(result, indent=2)
