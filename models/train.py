@@ -403,7 +403,14 @@ def _main(args: argparse.Namespace, command: str) -> None:
     if resume_state is not None:
         trainer.load(resume_state)
     elif weights is not None:
-        trainer.model.load_state_dict(weights)
+        try:
+            trainer.model.load_state_dict(weights)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(
+                f"cannot fine-tune from {args.finetune}: its weights do not fit this "
+                f"architecture ({first}); --set may change training settings only"
+            ) from e
         trainer.base_steps = base_steps
     max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
     trainer.run(args.steps, progress=not args.no_progress, max_seconds=max_seconds)

@@ -207,3 +207,24 @@ def test_compressed_formats_are_read_and_resampled(tmp_path: Path, fmt: str) -> 
     data = AudioDataset.from_folder(folder, samplerate=48000, channels=1, n_samples=1024)
     assert abs(data.clips[0].shape[1] - 48000) < 2000
     assert np.abs(data.clips[0]).max() > 0.1
+
+
+def test_finetune_refuses_architecture_change(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    audio, run = _tones(tmp_path / "audio"), tmp_path / "run"
+    main([str(audio), "--out", str(run), "--config", "tiny", "--steps", "1", "--no-progress"])
+    err = _run_cli(
+        [
+            str(audio),
+            "--out",
+            str(tmp_path / "ft"),
+            "--finetune",
+            str(run),
+            "--set",
+            "capacity=4",
+            "--steps",
+            "1",
+            "--no-progress",
+        ],
+        capsys,
+    )
+    assert "CheckpointError" in err and "architecture" in err
