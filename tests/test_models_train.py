@@ -209,7 +209,7 @@ def test_compressed_formats_are_read_and_resampled(tmp_path: Path, fmt: str) -> 
     assert np.abs(data.clips[0]).max() > 0.1
 
 
-def test_finetune_refuses_architecture_change(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_finetune_refuses_architecture_change(tmp_path: Path, capsys) -> None:
     audio, run = _tones(tmp_path / "audio"), tmp_path / "run"
     main([str(audio), "--out", str(run), "--config", "tiny", "--steps", "1", "--no-progress"])
     err = _run_cli(
