@@ -255,6 +255,8 @@ class LatentMap:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez_compressed(f, **arrays)
+            # mkstemp makes the file private (0600); keep the old file's mode, else the umask's.
+            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else _default_mode())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -305,6 +307,12 @@ def normalise_xy(xy: ArrayLike) -> tuple[NDArray[np.float32], NDArray[np.float64
     lo, hi = raw.min(axis=0), raw.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)  # a degenerate axis maps to 0
     return ((raw - lo) / span).astype(np.float32), np.stack([lo, hi])
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _or(value: NDArray[Any] | None, default: NDArray[Any], dtype: type) -> NDArray[Any]:

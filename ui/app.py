@@ -118,7 +118,14 @@ def run(args: argparse.Namespace) -> int:
     engine = parse_hostport(args.engine)
     map_path, to_build = resolve_map(args)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    link = EngineLink(engine, listen_port=args.listen)
+    try:
+        link = EngineLink(engine, listen_port=args.listen)
+    except OSError as exc:
+        if args.listen != DEFAULT_STATE_PORT:
+            raise OSError(f"cannot listen for state on port {args.listen} ({exc})") from None
+        # Another window (or a Max patch) has the default port: any port works, since the
+        # subscription tells the engine where to send.
+        link = EngineLink(engine, listen_port=0)
     latent_map = LatentMap.load(map_path) if map_path is not None else None
     window = MainWindow(latent_map, map_path, link, send=args.send, colour=args.colour)
     window.resize(*SCREENSHOT_SIZE)

@@ -8,9 +8,11 @@ The view shows map coordinates 0..1 on both axes; y grows upwards, as in the map
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Sequence
 from functools import partial
+from pathlib import PurePath
 
 import numpy as np
 import pyqtgraph as pg
@@ -28,8 +30,8 @@ LABEL_COLOUR = (120, 230, 255)
 REGION_COLOUR = (255, 120, 200)
 EXAMPLE_COLOUR = (255, 255, 255)
 _SOURCE_PALETTE = [  # no yellows or oranges: those are the cursor's
-    (86, 180, 233), (0, 158, 115), (204, 121, 167), (0, 114, 178),
-    (153, 153, 255), (102, 204, 170), (213, 94, 0), (170, 170, 170),
+    (86, 180, 233), (0, 158, 115), (204, 121, 167), (153, 153, 255),
+    (220, 60, 60), (200, 200, 200), (0, 114, 178), (102, 204, 170),
     (153, 204, 51), (255, 153, 153), (120, 90, 200), (0, 190, 190),
 ]  # fmt: skip
 
@@ -121,6 +123,9 @@ class MapView(pg.GraphicsView):
         self._trail: deque[tuple[float, float]] = deque(maxlen=TRAIL_LENGTH)
         self._cursor_xy: tuple[float, float] | None = None
         self.labels: dict[str, pg.TargetItem] = {}
+        self.legend = pg.LegendItem(offset=(-10, 10), labelTextColor=(200, 200, 200))
+        self.legend.setParentItem(self.viewbox)
+        self.legend.setZValue(200)
         self.regions: dict[str, tuple[pg.ROI, pg.TextItem]] = {}
         self._style()
 
@@ -154,18 +159,33 @@ class MapView(pg.GraphicsView):
         m = self.map
         assert m is not None
         alpha = 150 if self.projection else 200
-        if self.colour_mode == "source" or (
-            self.colour_mode == "loudness" and m.loudness_db is None
-        ):
+        values = {"loudness": m.loudness_db, "centroid": m.centroid_hz}.get(self.colour_mode)
+        if values is None or not np.isfinite(values).any():
             lut = [pg.mkBrush(*c, alpha) for c in _SOURCE_PALETTE]
+            names, group = source_groups(m.source_files)
             index = m.source_index if m.source_index is not None else np.zeros(m.n_points, int)
-            return [lut[i % len(lut)] for i in index.tolist()]
-        values = m.loudness_db if self.colour_mode == "loudness" else m.centroid_hz
-        if values is None:
-            values = np.zeros(m.n_points, np.float32)
+            per_point = group[np.clip(index, 0, len(group) - 1)] if len(group) else index
+            self._legend(
+                [(n, _SOURCE_PALETTE[i % len(_SOURCE_PALETTE)]) for i, n in enumerate(names)]
+            )
+            return [lut[i % len(lut)] for i in per_point.tolist()]
         if self.colour_mode == "centroid":
             values = np.log2(np.maximum(values, 20.0))
+            ends = ("dark", "bright")
+        else:
+            ends = ("quiet", "loud")
+        lo, hi = _VIRIDIS_ENDS
+        self._legend([(ends[0], lo), (ends[1], hi)])
         return _ramp_brushes(values, alpha)
+
+    def _legend(self, entries: list[tuple[str, tuple[int, int, int]]]) -> None:
+        """Show what the colours mean (at most 12 entries; hidden in projection mode)."""
+        legend = self.legend
+        legend.clear()
+        for name, colour in entries[:12]:
+            sample = pg.ScatterPlotItem(size=10, pen=None, symbol="o", brush=pg.mkBrush(*colour))
+            legend.addItem(sample, name)
+        legend.setVisible(bool(entries) and not self.projection and len(entries) <= 12)
 
     # ------------------------------------------------------------------ cursor
     def set_cursor(self, x: float, y: float) -> None:
@@ -402,8 +422,43 @@ class MapView(pg.GraphicsView):
             self.cursor.setData([self._cursor_xy[0]], [self._cursor_xy[1]])
 
 
+def source_groups(source_files: list[str]) -> tuple[list[str], NDArray[np.intp]]:
+    """Group source files for colouring: by folder, else by name without digits, else by file.
+
+    A corpus of ``train_000_pluck.wav, train_001_bell.wav, ...`` is coloured by family
+    (``pluck``, ``bell``), one in folders by folder; a dozen colours is what the eye separates.
+
+    Returns
+    -------
+    names : list of str
+        Group names, in order of first appearance.
+    group : ndarray, shape (len(source_files),)
+        Group index of each file.
+    """
+    words = [re.sub(r"[\d_\-\s.]+", " ", PurePath(f).stem).split() for f in source_files]
+    common = set.intersection(*(set(w) for w in words)) if words else set()
+    candidates = [
+        [str(PurePath(f).parent) for f in source_files],
+        [
+            " ".join(t for t in w if t not in common) or f
+            for w, f in zip(words, source_files, strict=True)
+        ],
+    ]
+    keys = list(source_files)
+    for c in candidates:
+        if 1 < len(set(c)) <= len(_SOURCE_PALETTE) and len(set(c)) < len(source_files):
+            keys = c
+            break
+    names = list(dict.fromkeys(keys))
+    lookup = {n: i for i, n in enumerate(names)}
+    return names, np.array([lookup[k] for k in keys], dtype=np.intp)
+
+
 def _constant(text: str, *_: object) -> str:
     return text
+
+
+_VIRIDIS_ENDS = ((68, 1, 84), (253, 231, 37))
 
 
 def _ramp_brushes(values: NDArray[np.floating], alpha: int) -> list[QtGui.QBrush]:
