@@ -43,13 +43,25 @@ def _stats_ms(samples: list[float]) -> dict[str, float]:
     }
 
 
-def bench_transform(latent_size: int = 8, calls: int = 5000) -> dict[str, Any]:
-    """Time to_xy and to_latent on a 20,000-point map (one call per cursor update)."""
+def bench_transform(
+    latent_size: int = 8, calls: int = 5000, map_path: Path | None = None
+) -> dict[str, Any]:
+    """Time to_xy and to_latent per call (one call per cursor update).
+
+    Without ``map_path``: a 20,000-point map of Gaussian latents, the worst case for a k-d
+    tree (no low-dimensional structure). With it: a real map, latents near its points.
+    """
     rng = np.random.default_rng(0)
-    latents = rng.normal(size=(N_POINTS, latent_size)).astype(np.float32)
-    xy, _ = normalise_xy(rng.normal(size=(N_POINTS, 2)))
-    m = LatentMap(latents, xy)
-    walk = np.cumsum(rng.normal(scale=0.05, size=(calls, latent_size)), axis=0).astype(np.float32)
+    if map_path is None:
+        latents = rng.normal(size=(N_POINTS, latent_size)).astype(np.float32)
+        xy, _ = normalise_xy(rng.normal(size=(N_POINTS, 2)))
+        m = LatentMap(latents, xy)
+        walk = np.cumsum(rng.normal(scale=0.05, size=(calls, latent_size)), axis=0)
+    else:
+        m = LatentMap.load(map_path)
+        near = m.latents[rng.integers(0, m.n_points, calls)]
+        walk = near + rng.normal(scale=0.05, size=near.shape)
+    walk = walk.astype(np.float32)
     points = rng.uniform(0, 1, size=(calls, 2))
     to_xy, to_latent = [], []
     for z, (x, y) in zip(walk, points, strict=True):
@@ -61,8 +73,9 @@ def bench_transform(latent_size: int = 8, calls: int = 5000) -> dict[str, Any]:
         to_xy.append(t1 - t0)
         to_latent.append(t2 - t1)
     return {
-        "points": N_POINTS,
-        "latent_size": latent_size,
+        "map": str(map_path.relative_to(ROOT)) if map_path else "synthetic gaussian",
+        "points": m.n_points,
+        "latent_size": m.latent_size,
         "k": m.k,
         "to_xy": _stats_ms(to_xy),
         "to_latent": _stats_ms(to_latent),
@@ -176,6 +189,9 @@ def main(argv: list[str] | None = None) -> None:
         "fps": bench_fps(),
         "fps_projection": bench_fps(projection=True),
     }
+    default_map = ROOT / "models" / "default" / "sillage-default.map.npz"
+    if default_map.is_file():
+        result["transform_default_map"] = bench_transform(map_path=default_map)
     if not args.quick:
         result["build"] = bench_build(args.model)
     text = json.dumps(result, indent=2)

@@ -173,3 +173,20 @@ def test_app_builds_and_caches_a_missing_map(
     cached = find_map(tiny_model)
     assert cached is not None and cached.is_relative_to(tmp_path / "cache")
     assert LatentMap.load(cached).params["model"]["encoded"] is False
+
+
+def test_default_map_ships_with_the_default_model() -> None:
+    import tomllib
+
+    shipped = ROOT / "models" / "default" / "sillage-default.map.npz"
+    card = ROOT / "models" / "default" / "sillage-default.toml"
+    if not card.is_file():
+        pytest.skip("no default model yet")
+    assert shipped.is_file(), "build it: see docs/ui.md, 'The default map'"
+    assert shipped.stat().st_size <= 2_000_000
+    m = LatentMap.load(shipped)
+    info = tomllib.loads(card.read_text())
+    assert m.latent_size == info["latent_size"]
+    assert m.params["model"]["ratio"] == info["ratio"]
+    assert m.params["model"]["encoded"] is True and m.params["fit"]["method"] == "umap"
+    assert 5000 <= m.n_points <= 20000
