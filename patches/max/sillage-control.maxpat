@@ -1661,16 +1661,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "/sillage/learn s: Regression by demonstration: \"record\" pairs the current inputs with the current latent, \"stop\" ends recording, \"train\", \"run\", \"pause\", \"clear\", \"midi\" (learn: the next moved MIDI control is bound).",
+          "text": "/sillage/learn s: Regression by demonstration: \"record\" pairs the current inputs with the current latent, \"stop\" ends recording, \"train\", \"run\", \"pause\", \"clear\", \"save\" (examples to the patch's file); \"midi\" (learn: the next moved MIDI control is bound); \"calibrate\" / \"calibrate_stop\" (capture sensor ranges), \"centre\" (the current pose becomes the centre).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             710,
             686.0,
             320,
-            76.0
+            118.0
           ],
-          "linecount": 5,
+          "linecount": 8,
           "id": "obj-88"
         }
       },
@@ -1688,7 +1688,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             710,
-            766.0,
+            808.0,
             200.0,
             22.0
           ],
@@ -1710,7 +1710,7 @@
           ],
           "patching_rect": [
             710,
-            794.0,
+            836.0,
             84.0,
             22.0
           ],
@@ -1728,7 +1728,7 @@
           ],
           "patching_rect": [
             790,
-            794.0,
+            836.0,
             70.0,
             22.0
           ],
@@ -1746,7 +1746,7 @@
           ],
           "patching_rect": [
             860,
-            794.0,
+            836.0,
             168.0,
             22.0
           ],
@@ -1764,7 +1764,7 @@
           ],
           "patching_rect": [
             710,
-            822.0,
+            864.0,
             54.0,
             22.0
           ],
@@ -1782,7 +1782,7 @@
           ],
           "patching_rect": [
             772.0,
-            822.0,
+            864.0,
             40.0,
             22.0
           ],
@@ -1800,7 +1800,7 @@
           ],
           "patching_rect": [
             820.0,
-            822.0,
+            864.0,
             47.0,
             22.0
           ],
@@ -1818,7 +1818,7 @@
           ],
           "patching_rect": [
             875.0,
-            822.0,
+            864.0,
             33.0,
             22.0
           ],
@@ -1836,7 +1836,7 @@
           ],
           "patching_rect": [
             916.0,
-            822.0,
+            864.0,
             47.0,
             22.0
           ],
@@ -1854,11 +1854,29 @@
           ],
           "patching_rect": [
             971.0,
-            822.0,
+            864.0,
             47.0,
             22.0
           ],
           "id": "obj-98"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "save",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1026.0,
+            864.0,
+            40.0,
+            22.0
+          ],
+          "id": "obj-99"
         }
       },
       {
@@ -1871,12 +1889,66 @@
             ""
           ],
           "patching_rect": [
-            1026.0,
-            822.0,
+            1074.0,
+            864.0,
             40.0,
             22.0
           ],
-          "id": "obj-99"
+          "id": "obj-100"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "calibrate",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1122.0,
+            864.0,
+            75.0,
+            22.0
+          ],
+          "id": "obj-101"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "calibrate_stop",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1205.0,
+            864.0,
+            110.0,
+            22.0
+          ],
+          "id": "obj-102"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "centre",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1323.0,
+            864.0,
+            54.0,
+            22.0
+          ],
+          "id": "obj-103"
         }
       },
       {
@@ -1891,7 +1963,7 @@
             300,
             20.0
           ],
-          "id": "obj-100",
+          "id": "obj-104",
           "fontface": 1
         }
       },
@@ -1908,7 +1980,7 @@
             48.0
           ],
           "linecount": 3,
-          "id": "obj-101"
+          "id": "obj-105"
         }
       },
       {
@@ -1926,7 +1998,7 @@
             110.0,
             22.0
           ],
-          "id": "obj-102"
+          "id": "obj-106"
         }
       },
       {
@@ -1944,7 +2016,7 @@
             168.0,
             22.0
           ],
-          "id": "obj-103"
+          "id": "obj-107"
         }
       },
       {
@@ -1960,7 +2032,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-104"
+          "id": "obj-108"
         }
       },
       {
@@ -1984,7 +2056,7 @@
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-105"
+          "id": "obj-109"
         }
       },
       {
@@ -2003,7 +2075,7 @@
             84.0,
             22.0
           ],
-          "id": "obj-106"
+          "id": "obj-110"
         }
       },
       {
@@ -2021,7 +2093,7 @@
             70.0,
             22.0
           ],
-          "id": "obj-107"
+          "id": "obj-111"
         }
       },
       {
@@ -2039,7 +2111,7 @@
             217.0,
             22.0
           ],
-          "id": "obj-108"
+          "id": "obj-112"
         }
       },
       {
@@ -2055,7 +2127,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-109"
+          "id": "obj-113"
         }
       },
       {
@@ -2073,7 +2145,7 @@
             40.0,
             22.0
           ],
-          "id": "obj-110"
+          "id": "obj-114"
         }
       },
       {
@@ -2091,7 +2163,7 @@
             196.0,
             22.0
           ],
-          "id": "obj-111"
+          "id": "obj-115"
         }
       },
       {
@@ -2106,7 +2178,7 @@
             300,
             20.0
           ],
-          "id": "obj-112",
+          "id": "obj-116",
           "fontface": 1
         }
       },
@@ -2125,7 +2197,7 @@
             119.0,
             22.0
           ],
-          "id": "obj-113"
+          "id": "obj-117"
         }
       },
       {
@@ -2154,7 +2226,7 @@
             78.0
           ],
           "linecount": 5,
-          "id": "obj-114"
+          "id": "obj-118"
         }
       },
       {
@@ -2170,7 +2242,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-115"
+          "id": "obj-119"
         }
       },
       {
@@ -2186,7 +2258,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-116"
+          "id": "obj-120"
         }
       },
       {
@@ -2213,7 +2285,7 @@
           "contdata": 1,
           "setstyle": 1,
           "ignoreclick": 1,
-          "id": "obj-117"
+          "id": "obj-121"
         }
       },
       {
@@ -2225,81 +2297,6 @@
           "patching_rect": [
             1415,
             432.0,
-            320,
-            34.0
-          ],
-          "linecount": 2,
-          "id": "obj-118"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "unpack f f",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "float",
-            "float"
-          ],
-          "patching_rect": [
-            1415,
-            470.0,
-            84.0,
-            22.0
-          ],
-          "id": "obj-119"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1415,
-            506.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-120"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1467,
-            506.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-121"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "comment",
-          "text": "state/level ff: Output level: RMS and peak in dBFS over the last state period.",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            1415,
-            544.0,
             320,
             34.0
           ],
@@ -2319,7 +2316,7 @@
           ],
           "patching_rect": [
             1415,
-            582.0,
+            470.0,
             84.0,
             22.0
           ],
@@ -2338,7 +2335,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             1415,
-            618.0,
+            506.0,
             48.0,
             22.0
           ],
@@ -2358,12 +2355,87 @@
           "parameter_enable": 0,
           "patching_rect": [
             1467,
-            618.0,
+            506.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
           "id": "obj-125"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/level ff: Output level: RMS and peak in dBFS over the last state period.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1415,
+            544.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-126"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "unpack f f",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "float",
+            "float"
+          ],
+          "patching_rect": [
+            1415,
+            582.0,
+            84.0,
+            22.0
+          ],
+          "id": "obj-127"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1415,
+            618.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-128"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1467,
+            618.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-129"
         }
       },
       {
@@ -2389,7 +2461,7 @@
           "size": 2,
           "setstyle": 1,
           "ignoreclick": 1,
-          "id": "obj-126"
+          "id": "obj-130"
         }
       },
       {
@@ -2404,7 +2476,7 @@
             150,
             20.0
           ],
-          "id": "obj-127"
+          "id": "obj-131"
         }
       },
       {
@@ -2420,7 +2492,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-128"
+          "id": "obj-132"
         }
       },
       {
@@ -2440,13 +2512,13 @@
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-129"
+          "id": "obj-133"
         }
       },
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/latency_ms ffffff: Control-to-sound latency: measured median, then the budget terms: frame wait, prebuffer, audio block, device, model delay (ms).",
+          "text": "state/latency_ms ffffff: Control-to-sound latency: measured median, then the budget terms: frame wait, prebuffer, audio block, device, model delay (ms; -1 = unknown).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
@@ -2456,7 +2528,7 @@
             62.0
           ],
           "linecount": 4,
-          "id": "obj-130"
+          "id": "obj-134"
         }
       },
       {
@@ -2479,86 +2551,6 @@
             140.0,
             22.0
           ],
-          "id": "obj-131"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1415,
-            920.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-132"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1467,
-            920.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-133"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1519,
-            920.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-134"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1571,
-            920.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
           "id": "obj-135"
         }
       },
@@ -2573,7 +2565,7 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1623,
+            1415,
             920.0,
             48.0,
             22.0
@@ -2593,13 +2585,93 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1675,
+            1467,
             920.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
           "id": "obj-137"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1519,
+            920.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-138"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1571,
+            920.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-139"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1623,
+            920.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-140"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1675,
+            920.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-141"
         }
       },
       {
@@ -2615,7 +2687,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-138"
+          "id": "obj-142"
         }
       },
       {
@@ -2634,7 +2706,7 @@
             84.0,
             22.0
           ],
-          "id": "obj-139"
+          "id": "obj-143"
         }
       },
       {
@@ -2654,7 +2726,7 @@
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-140"
+          "id": "obj-144"
         }
       },
       {
@@ -2674,7 +2746,7 @@
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-141"
+          "id": "obj-145"
         }
       },
       {
@@ -2690,7 +2762,7 @@
             48.0
           ],
           "linecount": 3,
-          "id": "obj-142"
+          "id": "obj-146"
         }
       },
       {
@@ -2708,7 +2780,7 @@
             91.0,
             22.0
           ],
-          "id": "obj-143"
+          "id": "obj-147"
         }
       },
       {
@@ -2726,7 +2798,7 @@
             310,
             22.0
           ],
-          "id": "obj-144"
+          "id": "obj-148"
         }
       },
       {
@@ -2742,7 +2814,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-145"
+          "id": "obj-149"
         }
       },
       {
@@ -2760,7 +2832,7 @@
             91.0,
             22.0
           ],
-          "id": "obj-146"
+          "id": "obj-150"
         }
       },
       {
@@ -2778,7 +2850,7 @@
             310,
             22.0
           ],
-          "id": "obj-147"
+          "id": "obj-151"
         }
       },
       {
@@ -2793,7 +2865,7 @@
             320,
             20.0
           ],
-          "id": "obj-148"
+          "id": "obj-152"
         }
       },
       {
@@ -2811,7 +2883,7 @@
             91.0,
             22.0
           ],
-          "id": "obj-149"
+          "id": "obj-153"
         }
       },
       {
@@ -2829,7 +2901,7 @@
             310,
             22.0
           ],
-          "id": "obj-150"
+          "id": "obj-154"
         }
       },
       {
@@ -2845,7 +2917,7 @@
             34.0
           ],
           "linecount": 2,
-          "id": "obj-151"
+          "id": "obj-155"
         }
       },
       {
@@ -2863,7 +2935,7 @@
             91.0,
             22.0
           ],
-          "id": "obj-152"
+          "id": "obj-156"
         }
       },
       {
@@ -2881,7 +2953,7 @@
             310,
             22.0
           ],
-          "id": "obj-153"
+          "id": "obj-157"
         }
       },
       {
@@ -2897,7 +2969,7 @@
             168.0,
             22.0
           ],
-          "id": "obj-154"
+          "id": "obj-158"
         }
       }
     ],
@@ -3961,11 +4033,23 @@
       {
         "patchline": {
           "source": [
-            "obj-103",
+            "obj-100",
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-92",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-101",
+            0
+          ],
+          "destination": [
+            "obj-92",
             0
           ]
         }
@@ -3977,7 +4061,7 @@
             0
           ],
           "destination": [
-            "obj-103",
+            "obj-92",
             0
           ]
         }
@@ -3985,7 +4069,19 @@
       {
         "patchline": {
           "source": [
-            "obj-108",
+            "obj-103",
+            0
+          ],
+          "destination": [
+            "obj-92",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-107",
             0
           ],
           "destination": [
@@ -3997,18 +4093,6 @@
       {
         "patchline": {
           "source": [
-            "obj-105",
-            0
-          ],
-          "destination": [
-            "obj-106",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
             "obj-106",
             0
           ],
@@ -4021,11 +4105,47 @@
       {
         "patchline": {
           "source": [
-            "obj-107",
+            "obj-112",
             0
           ],
           "destination": [
-            "obj-108",
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-109",
+            0
+          ],
+          "destination": [
+            "obj-110",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-110",
+            0
+          ],
+          "destination": [
+            "obj-111",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-111",
+            0
+          ],
+          "destination": [
+            "obj-112",
             0
           ]
         }
@@ -4037,7 +4157,7 @@
             0
           ],
           "destination": [
-            "obj-110",
+            "obj-114",
             0
           ]
         }
@@ -4045,11 +4165,11 @@
       {
         "patchline": {
           "source": [
-            "obj-110",
+            "obj-114",
             0
           ],
           "destination": [
-            "obj-111",
+            "obj-115",
             0
           ]
         }
@@ -4057,7 +4177,7 @@
       {
         "patchline": {
           "source": [
-            "obj-111",
+            "obj-115",
             0
           ],
           "destination": [
@@ -4069,35 +4189,11 @@
       {
         "patchline": {
           "source": [
-            "obj-113",
-            0
-          ],
-          "destination": [
-            "obj-114",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-114",
-            0
-          ],
-          "destination": [
             "obj-117",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-119",
-            0
           ],
           "destination": [
-            "obj-120",
+            "obj-118",
             0
           ]
         }
@@ -4105,23 +4201,11 @@
       {
         "patchline": {
           "source": [
-            "obj-119",
-            1
+            "obj-118",
+            0
           ],
           "destination": [
             "obj-121",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-114",
-            1
-          ],
-          "destination": [
-            "obj-119",
             0
           ]
         }
@@ -4153,8 +4237,8 @@
       {
         "patchline": {
           "source": [
-            "obj-114",
-            2
+            "obj-118",
+            1
           ],
           "destination": [
             "obj-123",
@@ -4165,11 +4249,11 @@
       {
         "patchline": {
           "source": [
-            "obj-114",
-            2
+            "obj-127",
+            0
           ],
           "destination": [
-            "obj-126",
+            "obj-128",
             0
           ]
         }
@@ -4177,8 +4261,8 @@
       {
         "patchline": {
           "source": [
-            "obj-114",
-            3
+            "obj-127",
+            1
           ],
           "destination": [
             "obj-129",
@@ -4189,11 +4273,11 @@
       {
         "patchline": {
           "source": [
-            "obj-131",
-            0
+            "obj-118",
+            2
           ],
           "destination": [
-            "obj-132",
+            "obj-127",
             0
           ]
         }
@@ -4201,8 +4285,20 @@
       {
         "patchline": {
           "source": [
-            "obj-131",
-            1
+            "obj-118",
+            2
+          ],
+          "destination": [
+            "obj-130",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-118",
+            3
           ],
           "destination": [
             "obj-133",
@@ -4213,32 +4309,8 @@
       {
         "patchline": {
           "source": [
-            "obj-131",
-            2
-          ],
-          "destination": [
-            "obj-134",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-131",
-            3
-          ],
-          "destination": [
             "obj-135",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-131",
-            4
           ],
           "destination": [
             "obj-136",
@@ -4249,8 +4321,8 @@
       {
         "patchline": {
           "source": [
-            "obj-131",
-            5
+            "obj-135",
+            1
           ],
           "destination": [
             "obj-137",
@@ -4261,11 +4333,11 @@
       {
         "patchline": {
           "source": [
-            "obj-114",
-            4
+            "obj-135",
+            2
           ],
           "destination": [
-            "obj-131",
+            "obj-138",
             0
           ]
         }
@@ -4273,8 +4345,20 @@
       {
         "patchline": {
           "source": [
+            "obj-135",
+            3
+          ],
+          "destination": [
             "obj-139",
             0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-135",
+            4
           ],
           "destination": [
             "obj-140",
@@ -4285,8 +4369,8 @@
       {
         "patchline": {
           "source": [
-            "obj-139",
-            1
+            "obj-135",
+            5
           ],
           "destination": [
             "obj-141",
@@ -4297,23 +4381,11 @@
       {
         "patchline": {
           "source": [
-            "obj-114",
-            5
+            "obj-118",
+            4
           ],
           "destination": [
-            "obj-139",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-114",
-            6
-          ],
-          "destination": [
-            "obj-143",
+            "obj-135",
             0
           ]
         }
@@ -4333,11 +4405,11 @@
       {
         "patchline": {
           "source": [
-            "obj-114",
-            7
+            "obj-143",
+            1
           ],
           "destination": [
-            "obj-146",
+            "obj-145",
             0
           ]
         }
@@ -4345,8 +4417,20 @@
       {
         "patchline": {
           "source": [
-            "obj-146",
+            "obj-118",
+            5
+          ],
+          "destination": [
+            "obj-143",
             0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-118",
+            6
           ],
           "destination": [
             "obj-147",
@@ -4357,11 +4441,11 @@
       {
         "patchline": {
           "source": [
-            "obj-114",
-            8
+            "obj-147",
+            0
           ],
           "destination": [
-            "obj-149",
+            "obj-148",
             0
           ]
         }
@@ -4369,8 +4453,8 @@
       {
         "patchline": {
           "source": [
-            "obj-149",
-            0
+            "obj-118",
+            7
           ],
           "destination": [
             "obj-150",
@@ -4381,11 +4465,11 @@
       {
         "patchline": {
           "source": [
-            "obj-114",
-            9
+            "obj-150",
+            0
           ],
           "destination": [
-            "obj-152",
+            "obj-151",
             0
           ]
         }
@@ -4393,8 +4477,8 @@
       {
         "patchline": {
           "source": [
-            "obj-152",
-            0
+            "obj-118",
+            8
           ],
           "destination": [
             "obj-153",
@@ -4405,11 +4489,47 @@
       {
         "patchline": {
           "source": [
-            "obj-114",
-            10
+            "obj-153",
+            0
           ],
           "destination": [
             "obj-154",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-118",
+            9
+          ],
+          "destination": [
+            "obj-156",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-156",
+            0
+          ],
+          "destination": [
+            "obj-157",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-118",
+            10
+          ],
+          "destination": [
+            "obj-158",
             0
           ]
         }
