@@ -532,11 +532,15 @@ def _max_input_block(
         p.connect(te, 0, rt)
         p.connect(rt, 0, ts)
         p.connect(ts, 0, pre)
-        wx = x
+        wx, wy = x, y + 56
         for w in words:
-            m = p.message(w, wx, y + 56)
+            width = 7.0 * len(w) + 12.0
+            if wx > x and wx + width > x + col.width - 10:
+                wx, wy = x, wy + 26
+                col.take(26)
+            m = p.message(w, wx, wy)
             p.connect(m, 0, pre)
-            wx += 7.0 * len(w) + 20.0
+            wx += width + 8.0
         if not words:
             p.comment("type, then Enter", x + 205, y, 90)
         return
@@ -653,7 +657,8 @@ def render_max_control(
                 col = _Column(x=col.x + 345, y=110, width=330)
                 columns.append(col)
             if a is members[0]:
-                p.comment(GROUP_TITLES.get(group, group).upper(), col.x, col.take(26), 300)
+                p.comment(GROUP_TITLES.get(group, group).upper(), col.x, col.y, 300)
+                col.take(p.boxes[-1]["patching_rect"][3] + 6)
                 p.boxes[-1]["fontface"] = 1
             _max_input_block(p, col, a, send, loadbang, latent_count)
             col.take(10)
