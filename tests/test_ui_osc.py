@@ -252,6 +252,38 @@ def test_hover_names_the_sound(app: Any, map_path: Path) -> None:
         window.close()
 
 
+def test_regions_stay_playable(app: Any, map_path: Path) -> None:
+    from PySide6 import QtCore
+    from PySide6.QtTest import QTest
+
+    from ui.window import MainWindow
+
+    window = MainWindow(LatentMap.load(map_path), None, None)
+    window.resize(800, 600)
+    window.show()
+    played: list[tuple[float, float]] = []
+    window.view.played.connect(lambda x, y: played.append((x, y)))
+    try:
+        window.view.set_region("calm", (0.1, 0.1, 0.6, 0.6))
+        scene = window.view.viewbox.mapViewToScene(QtCore.QPointF(0.3, 0.4))
+        QTest.mouseClick(
+            window.view.viewport(),
+            QtCore.Qt.MouseButton.LeftButton,
+            QtCore.Qt.KeyboardModifier.NoModifier,
+            window.view.mapFromScene(scene),
+        )
+        wait_until(lambda: bool(played))
+        assert played[-1] == (pytest.approx(0.3, abs=0.01), pytest.approx(0.4, abs=0.01))
+        # Dragging inside a region plays too (regions move by their corner handle).
+        _drag(window, (0.2, 0.2), (0.5, 0.5), steps=10)
+        wait_until(
+            lambda: played[-1] == (pytest.approx(0.5, abs=0.01), pytest.approx(0.5, abs=0.01))
+        )
+        assert window.view.region_boxes()["calm"] == pytest.approx((0.1, 0.1, 0.6, 0.6))
+    finally:
+        window.close()
+
+
 def test_send_latent_mode(app: Any, engine: FakeEngine, map_path: Path) -> None:
     from ui.window import MainWindow
 

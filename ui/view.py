@@ -288,11 +288,13 @@ class MapView(pg.GraphicsView):
                 (x0, y0),
                 (x1 - x0, y1 - y0),
                 pen=pg.mkPen(*REGION_COLOUR, width=2),
+                # The inside stays playable: move by the corner handle, resize by the other.
+                movable=False,
                 rotatable=False,
-                removable=True,
+                removable=False,
             )
-            roi.addScaleHandle((1, 1), (0, 0))
-            roi.addScaleHandle((0, 0), (1, 1))
+            roi.addTranslateHandle((0, 1))
+            roi.addScaleHandle((1, 0), (0, 1))
             roi.setZValue(40)
             text = pg.TextItem(name, color=REGION_COLOUR, anchor=(0, 1))
             text.setFont(self._font())
