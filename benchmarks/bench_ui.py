@@ -146,7 +146,7 @@ def bench_build(model: Path | None, frames: int = BUILD_FRAMES) -> dict[str, Any
             from models.testing import make_tiny_model
 
             model = make_tiny_model(tmp_path / "tiny.ts", latent_size=8, ratio=64)
-        from ui.map import NnModel
+        from ui.corpus import NnModel
 
         info = NnModel.load(model)
         seconds = 1.05 * frames * info.ratio / info.samplerate

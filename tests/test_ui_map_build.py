@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from mappings.latentmap import LatentMap
-from ui.map import FitParams, MapBuildError, build_map, frame_descriptors
+from ui.corpus import MapBuildError, frame_descriptors
+from ui.map import FitParams, build_map
 
 ROOT = Path(__file__).resolve().parent.parent
 SR = 48000
