@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import numpy as np
 import subprocess
 import sys
 import threading
@@ -32,26 +34,20 @@ def main() -> None:
     ap.add_argument("--blocksize", type=int, default=256)
     ap.add_argument("--prebuffer", type=int, default=1024)
     ap.add_argument("--no-neighbour", action="store_true")
+    ap.add_argument("--in-process", action="store_true", help="decode worker on a thread of this process")
     args = ap.parse_args()
 
     import sounddevice as sd
-    import torch
 
-    torch.set_num_threads(1)
-    from instrument.audio import RingOutput, find_device
-    from instrument.live import LiveConfig, LiveEngine, make_context
-    from instrument.patch import load_patch
-    from instrument.runtime import ModelRuntime
+    from instrument.live import LiveConfig, LiveEngine, OutputSpec, WorkerSpec
 
-    runtime = ModelRuntime(args.model)
-    patch = load_patch("default", context=make_context(runtime))
-    device = find_device("system JACK")
-    info = runtime.info
-    out = RingOutput(samplerate=info.samplerate, channels=2, blocksize=args.blocksize,
-                     capacity=args.prebuffer + 8 * info.ratio + 256, device=device)
-    cfg = LiveConfig(samplerate=info.samplerate, blocksize=args.blocksize, prebuffer=args.prebuffer,
-                     osc_port=0)
-    engine = LiveEngine(runtime, patch, out, cfg)
+    spec = WorkerSpec(
+        model=args.model, patch="default", prebuffer=args.prebuffer,
+        output=OutputSpec(kind="device", device="system JACK", blocksize=args.blocksize,
+                          capacity=args.prebuffer + 8192 + 256),
+    )
+    cfg = LiveConfig(samplerate=0, blocksize=args.blocksize, prebuffer=args.prebuffer, osc_port=0)
+    engine = LiveEngine(spec, cfg, in_process=args.in_process)
     engine.start()
     port = engine.inputs[0].port
     stop = threading.Event()
@@ -62,37 +58,39 @@ def main() -> None:
         neighbour.start()
     sender = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.osc_load", str(port), str(args.rate), str(args.seconds),
-         str(info.latent_size)],
+         str(engine.model_info[3])],
         cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True,
     )
     sent_out, _ = sender.communicate(timeout=args.seconds + 30)
     stop.set()
     time.sleep(0.2)
+    engine_accepted = engine.inputs[0].accepted
     stats = engine.stop()
     m = engine.metrics
-    p50, p99 = m.decode_ms()
-    med, jit = m.latency_ms()
-    lat = m.latency_s.values() * 1e3
+    p50, p99 = engine.decode_ms()
+    med, jit = engine.latency_ms()
+    lat = np.asarray(engine.snap.get("latency_values_ms") or [])
     print(json.dumps({
+        "mode": "in-process thread" if args.in_process else "decode process",
         "seconds": args.seconds,
         "blocksize": args.blocksize,
         "prebuffer": args.prebuffer,
         "osc_rate_hz": args.rate,
         "osc_sent": int(sent_out.strip() or 0),
-        "osc_accepted": engine.inputs[0].accepted,
+        "osc_accepted": engine_accepted,
         "gil_neighbour": neighbour is not None,
         "neighbour_loops": counter[0],
         "frames": m.frames,
         "underruns": m.underruns,
-        "device_underflows": out.device_underflows,
+        "device_underflows": m.device_underflows,
         "device_stats": stats,
         "decode_ms_p50": p50,
         "decode_ms_p99": p99,
         "latency_ms_median": med,
         "latency_ms_jitter_std": jit,
-        "latency_ms_p5_p95": [float(x) for x in ([__import__("numpy").percentile(lat, 5), __import__("numpy").percentile(lat, 95)] if lat.size else [])],
+        "latency_ms_p5_p95": [float(np.percentile(lat, 5)), float(np.percentile(lat, 95))] if lat.size else [],
         "latency_budget_ms": engine.latency_terms_ms(),
-        "model": info.name, "ratio": info.ratio, "samplerate": info.samplerate,
+        "model": engine.model_info[0], "ratio": engine.model_info[2], "samplerate": engine.samplerate,
         "portaudio": sd.get_portaudio_version()[1],
     }), flush=True)
 

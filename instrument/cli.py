@@ -83,16 +83,21 @@ def resolve_model(arg: str | None) -> Path:
     return path
 
 
-def load_map(arg: str | None, model: Path) -> Any:
+def map_path(arg: str | None, model: Path) -> Path | None:
+    """The latent map for /sillage/xy: --map, else MODEL.map.npz beside the model, else none."""
     path = Path(arg) if arg else model.with_suffix(".map.npz")
-    if not path.is_file():
-        if arg:
-            raise UserError(f"map {arg!r} not found; build one with `python -m ui.map build --model MODEL AUDIO_DIR --out MAP.npz`")
+    if path.is_file():
+        return path
+    if arg:
+        raise UserError(f"map {arg!r} not found; build one with `python -m ui.map build --model MODEL AUDIO_DIR --out MAP.npz`")
+    return None
+
+
+def load_map(path: Path | None) -> Any:
+    if path is None:
         return None
-    try:
-        from mappings.latentmap import LatentMap
-    except ImportError:
-        return None
+    from mappings.latentmap import LatentMap
+
     try:
         return LatentMap.load(path)
     except Exception as exc:
@@ -100,6 +105,7 @@ def load_map(arg: str | None, model: Path) -> Any:
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """Offline: load model, patch and map in this process."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -116,18 +122,19 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         patch = load_patch(args.patch, context=make_context(runtime))
     except PatchError as exc:
         raise UserError(f"PatchError: {exc}") from None
-    latent_map = load_map(args.map, model_path)
-    return runtime, patch, latent_map
+    return runtime, patch, load_map(map_path(args.map, model_path))
 
 
-def status_line(runtime: Any, samplerate: int, terms: dict[str, float]) -> str:
-    i = runtime.info
+def status_line(snap: dict[str, Any]) -> str:
+    name, model_sr, ratio, latent, channels = snap["model"]
+    terms = snap["terms"]
+    sr = snap["samplerate"]
     budget = " + ".join(f"{k} {v:.1f}" for k, v in terms.items() if math.isfinite(v))
     model_delay = "" if math.isfinite(terms.get("model", math.nan)) else " + model delay unknown"
     total = sum(v for v in terms.values() if math.isfinite(v))
-    rs = f" → {samplerate} Hz (resampled)" if samplerate != i.samplerate else ""
-    return (f"Sillage: model {i.name} ({i.samplerate} Hz{rs}, ratio {i.ratio}, latent {i.latent_size}, "
-            f"{'stereo' if i.channels == 2 else 'mono'})  latency budget ≤ {total:.1f} ms = {budget}{model_delay}")
+    rs = f" → {sr} Hz (resampled)" if sr != model_sr else ""
+    return (f"Sillage: model {name} ({model_sr} Hz{rs}, ratio {ratio}, latent {latent}, "
+            f"{'stereo' if channels == 2 else 'mono'})  latency budget ≤ {total:.1f} ms = {budget}{model_delay}")
 
 
 def run_offline(args: argparse.Namespace) -> int:
@@ -140,12 +147,12 @@ def run_offline(args: argparse.Namespace) -> int:
         raise UserError("--offline needs --seconds S (a positive length)")
     if args.blocksize < 1:
         raise UserError(f"--blocksize must be at least 1 offline, got {args.blocksize}")
-    runtime, patch, latent_map = _setup(args)
     out = Path(args.offline)
     if not out.parent.exists():
         raise UserError(f"folder {out.parent} does not exist; create it or write elsewhere")
     if args.realtime:
-        return run_realtime(args, runtime, patch, latent_map, out)
+        return run_realtime(args, out)
+    runtime, patch, latent_map = _setup(args)
     events = []
     if args.score:
         try:
@@ -174,26 +181,56 @@ def run_offline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace, samplerate: int) -> Any:
+def _config(args: argparse.Namespace) -> Any:
     from instrument.live import LiveConfig
 
     state_to = tuple(args.state_to) if args.state_to else (("127.0.0.1", 7771),)
     try:
-        return LiveConfig(samplerate=samplerate, blocksize=args.blocksize, prebuffer=args.prebuffer,
+        return LiveConfig(samplerate=args.samplerate or 0, blocksize=args.blocksize, prebuffer=args.prebuffer,
                           osc_host=args.listen, osc_port=args.osc_port, state_to=state_to)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
 
-def _play(args: argparse.Namespace, engine: Any, runtime: Any) -> None:
-    """Start, print the status, run until Ctrl-C or --seconds."""
+def _spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> Any:
+    from instrument.live import OutputSpec, WorkerSpec
+    from instrument.patch import PatchError, resolve
+
+    model = resolve_model(args.model)
+    try:
+        resolve(args.patch)
+    except PatchError as exc:
+        raise UserError(f"PatchError: {exc}") from None
+    the_map = map_path(args.map, model)
+    blocksize = args.blocksize if kind == "device" else (args.blocksize or 256)
+    output = OutputSpec(kind=kind, blocksize=blocksize, capacity=args.prebuffer + 8192 + max(blocksize, 256),
+                        samplerate=args.samplerate, device=args.device, keep_audio=wav_out is not None)
+    return WorkerSpec(model=str(model), patch=args.patch, output=output, prebuffer=args.prebuffer,
+                      threads=args.threads, latent_map=str(the_map) if the_map else None,
+                      wav_out=str(wav_out) if wav_out else None)
+
+
+NO_OUTPUT_HINT = ("No usable audio output: start JACK (e.g. `jackd -d dummy -r 48000 -p 256 &`, then "
+                  "--device 'JACK Audio'), pick one from --list-devices, or render a file with "
+                  "--offline OUT.wav --seconds 10")
+
+
+def _play(args: argparse.Namespace, engine: Any) -> None:
+    """Start, print the status, run until Ctrl-C, SIGTERM or --seconds."""
+    from instrument.live import EngineError
+
     try:
         engine.start()
+    except EngineError as exc:
+        text = str(exc)
+        if text.startswith("OutputError") and "matches several" not in text:
+            text = f"{text}. {NO_OUTPUT_HINT}"
+        raise UserError(text) from None
     except OSError as exc:
-        engine.output.close()
+        engine.stop()
         raise UserError(str(exc)) from None
-    print(status_line(runtime, engine.output.samplerate, engine.latency_terms_ms()), flush=True)
-    print(f"Sillage ready: OSC on {engine.config.osc_host}:{engine.inputs[0].port}, patch {engine.loop.patch.name}; "
+    print(status_line(engine.snap), flush=True)
+    print(f"Sillage ready: OSC on {engine.config.osc_host}:{engine.inputs[0].port}, patch {engine.snap['patch']}; "
           f"state to {', '.join(f'{h}:{p}' for h, p in engine.sender.subscribers) or 'subscribers'}; Ctrl-C stops",
           flush=True)
     ui = None if args.no_ui else start_ui(args, engine)
@@ -218,70 +255,28 @@ def _play(args: argparse.Namespace, engine: Any, runtime: Any) -> None:
         stats = engine.stop()
         if ui is not None:
             ui.terminate()
-        p50, p99 = engine.metrics.decode_ms()
-        med, jit = engine.metrics.latency_ms()
+        p50, p99 = engine.decode_ms()
+        med, jit = engine.latency_ms()
         print(f"Sillage stopped: {engine.metrics.frames} frames, underruns {engine.metrics.underruns}, "
               f"decode p50 {p50:.2f} ms p99 {p99:.2f} ms, latency {med:.1f}±{jit:.1f} ms, "
-              f"rejected {dict(engine.reporter.counts) or 0}"
+              f"rejected {engine.rejected() or 0}"
               + (f", device {stats}" if stats else ""), flush=True)
 
 
-def run_realtime(args: argparse.Namespace, runtime: Any, patch: Any, latent_map: Any, out: Path) -> int:
-    from instrument.audio import ClockOutput
+def run_realtime(args: argparse.Namespace, out: Path) -> int:
     from instrument.live import LiveEngine
-    from instrument.offline import write_wav
 
-    sr = args.samplerate or runtime.info.samplerate
-    blocksize = args.blocksize or 256
-    output = ClockOutput(samplerate=sr, channels=runtime.info.channels, blocksize=blocksize,
-                         capacity=args.prebuffer + 8 * runtime.info.ratio + blocksize)
-    engine = LiveEngine(runtime, patch, output, _config(args, sr), latent_map=latent_map)
-    args.no_ui = True if args.no_ui is None else args.no_ui
-    _play(args, engine, runtime)
-    write_wav(out, output.audio(), sr)
+    engine = LiveEngine(_spec(args, "clock", wav_out=out), _config(args))
+    _play(args, engine)
     print(f"Sillage: wrote what was played to {out}", flush=True)
     return 0
 
 
 def run_live(args: argparse.Namespace) -> int:
-    import sounddevice as sd
-
-    from instrument.audio import OutputError, RingOutput, find_device
     from instrument.live import LiveEngine
 
-    try:
-        device = find_device(args.device)
-        if device is None:
-            device = sd.default.device[1]
-            if device is None or device < 0:
-                raise OutputError("no default output device")
-    except OutputError as exc:
-        if "matches several" in str(exc):
-            raise UserError(str(exc)) from None
-        raise UserError(
-            f"{exc}. No usable audio output: start JACK (e.g. `jackd -d dummy -r 48000 -p 256 &`, "
-            "then --device 'JACK Audio'), pick one from --list-devices, or render a file with "
-            "--offline OUT.wav --seconds 10"
-        ) from None
-    except sd.PortAudioError as exc:
-        raise UserError(
-            f"{exc}. No usable audio output: start JACK (e.g. `jackd -d dummy -r 48000 -p 256 &`, "
-            "then --device 'JACK Audio'), pick one from --list-devices, or render a file with "
-            "--offline OUT.wav --seconds 10"
-        ) from None
-    runtime, patch, latent_map = _setup(args)
-    sr = args.samplerate or runtime.info.samplerate
-    dev_info = sd.query_devices(device)
-    channels = runtime.info.channels if dev_info["max_output_channels"] < 2 else 2
-    blocksize = args.blocksize
-    try:
-        output = RingOutput(samplerate=sr, channels=channels, blocksize=blocksize,
-                            capacity=args.prebuffer + 8 * runtime.info.ratio + max(blocksize, 256),
-                            device=device)
-    except OutputError as exc:
-        raise UserError(str(exc)) from None
-    engine = LiveEngine(runtime, patch, output, _config(args, sr), latent_map=latent_map)
-    _play(args, engine, runtime)
+    engine = LiveEngine(_spec(args, "device"), _config(args))
+    _play(args, engine)
     return 0
 
 
@@ -294,8 +289,8 @@ def start_ui(args: argparse.Namespace, engine: Any) -> subprocess.Popen[bytes] |
         return None
     host = "127.0.0.1" if engine.config.osc_host in ("0.0.0.0", "") else engine.config.osc_host
     cmd = [sys.executable, "-m", "ui", "--engine", f"{host}:{engine.inputs[0].port}"]
-    if args.map:
-        cmd += ["--map", args.map]
+    if engine.spec.latent_map:
+        cmd += ["--map", engine.spec.latent_map]
     try:
         return subprocess.Popen(cmd, cwd=ROOT)
     except OSError as exc:

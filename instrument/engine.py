@@ -149,6 +149,9 @@ class DecodeLoop:
     def _apply_patch(self, patch: Patch) -> None:
         self.patch = patch
         self.controller = patch.controller
+        if hasattr(self.controller, "on_reject"):
+            # events a mapping cannot use (garbage MIDI, wrong sensor frames) are reported too
+            self.controller.on_reject = self.reporter.reject
         eng = patch.engine
         if "smoothing_ms" in eng:
             self.state.smoothing_ms = eng["smoothing_ms"]

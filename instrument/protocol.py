@@ -185,7 +185,9 @@ ADDRESSES: tuple[Address, ...] = (
         "s",
         "Regression by demonstration: \"record\" pairs the current inputs with the current "
         "latent, \"stop\" ends recording, \"train\", \"run\", \"pause\", \"clear\", "
-        "\"midi\" (learn: the next moved MIDI control is bound).",
+        "\"save\" (examples to the patch's file); \"midi\" (learn: the next moved MIDI "
+        "control is bound); \"calibrate\" / \"calibrate_stop\" (capture sensor ranges), "
+        "\"centre\" (the current pose becomes the centre).",
         example="/sillage/learn record",
         group="learn",
         names=("command",),
