@@ -150,9 +150,11 @@ def test_round_trip_with_the_engine(
         # A fitted point: to_latent is exact there, so the engine's xy converges to it.
         x, y = (float(v) for v in m.xy[123])
         link.send_xy(x, y)
-        _take_until(
+        state = _take_until(
             link, woken, "xy", lambda v: abs(v["xy"][0] - x) < 1e-3 and abs(v["xy"][1] - y) < 1e-3
         )
+        # ... and it plays that point's latent: dragging on the map changes the sound.
+        np.testing.assert_allclose(state["latent"], m.latents[123], atol=1e-2)
         link.send_label("breath", 0.3, 0.6)
         # Labels are relayed to every subscriber (a Max patch, another UI).
         _take_until(

@@ -137,6 +137,8 @@ def test_round_trip(app: Any, engine: FakeEngine, map_path: Path) -> None:
         assert "9.5 ms" in window.status.latency.text()
         assert window.status.meter.rms_db == -12.0
         assert "built for demo, engine plays tiny" in window.status.warning.text()
+        engine.send("/sillage/state/error", "/sillage/xy needs a map")
+        wait_until(lambda: "needs a map" in window.status.error.text())
 
         # On first contact the UI announces the labels saved with its map.
         name, x, y = engine.expect("/sillage/label")

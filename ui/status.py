@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6 import QtGui, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 # An engine that has sent nothing for this long is shown as not connected.
 STALE_S = 3.0
@@ -55,11 +55,16 @@ class StatusBar(QtWidgets.QStatusBar):
         self.underruns = QtWidgets.QLabel("underruns: -")
         self.warning = QtWidgets.QLabel("")
         self.warning.setStyleSheet("color: #ff9050")
+        self.error = QtWidgets.QLabel("")  # the engine's last rejected input, for 5 s
+        self.error.setStyleSheet("color: #ff5050")
+        self._error_timer = QtCore.QTimer(self, singleShot=True, interval=5000)
+        self._error_timer.timeout.connect(lambda: self.error.setText(""))
         self.hover = QtWidgets.QLabel("")  # the corpus point under the pointer
         self.meter = LevelMeter()
         for w in (self.connection, self.model, self.latency, self.decode, self.underruns):
             self.addWidget(w)
         self.addWidget(self.warning)
+        self.addWidget(self.error)
         self.addPermanentWidget(self.hover)
         self.addPermanentWidget(self.meter)
         self.last_seen: float | None = None
@@ -86,7 +91,9 @@ class StatusBar(QtWidgets.QStatusBar):
             rms, peak = ([*list(values["level"]), -60.0, -60.0])[:2]  # type: ignore[call-overload]
             self.meter.set_level(rms, peak)
         if "error" in values:
-            self.showMessage(f"engine: {values['error'][0]}", 5000)  # type: ignore[index]
+            # In its own label: a temporary status message would hide the other fields.
+            self.error.setText(f"engine: {values['error'][0]}")  # type: ignore[index]
+            self._error_timer.start()
         self.refresh_connection()
 
     def refresh_connection(self) -> None:
