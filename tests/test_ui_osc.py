@@ -168,6 +168,12 @@ def test_round_trip(app: Any, engine: FakeEngine, map_path: Path) -> None:
         along = [engine.expect("/sillage/xy"), engine.expect("/sillage/xy")]
         assert all(0.19 <= x <= 0.81 and 0.19 <= y <= 0.51 for x, y in along)
         assert along[-1] == (pytest.approx(0.8, abs=0.01), pytest.approx(0.5, abs=0.01))
+        # With an engine connected, the cursor shows what plays (the engine's state), the
+        # touch ring where the finger is.
+        touch = window.view.touch.data[0]
+        assert (touch["x"], touch["y"]) == pytest.approx((0.8, 0.5), abs=0.01)
+        assert window.view.cursor_xy() != pytest.approx((0.8, 0.5), abs=0.01)
+        engine.send("/sillage/state/xy", 0.8, 0.5)
         wait_until(lambda: window.view.cursor_xy() == pytest.approx((0.8, 0.5), abs=0.01))
 
         # Labels made here are announced and saved with the map.

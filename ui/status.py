@@ -96,9 +96,13 @@ class StatusBar(QtWidgets.QStatusBar):
             self._error_timer.start()
         self.refresh_connection()
 
+    def alive(self) -> bool:
+        """Whether the engine sent state in the last few seconds."""
+        return self.last_seen is not None and time.monotonic() - self.last_seen < STALE_S
+
     def refresh_connection(self) -> None:
         """Show whether state is still arriving."""
-        alive = self.last_seen is not None and time.monotonic() - self.last_seen < STALE_S
+        alive = self.alive()
         self.connection.setText("engine: connected" if alive else "engine: not connected")
         self.connection.setStyleSheet("color: #50d080" if alive else "color: #ff9050")
 

@@ -115,6 +115,12 @@ class MapView(pg.GraphicsView):
         )
         self.trail = pg.ScatterPlotItem(pxMode=True, pen=None, symbol="o")
         self.cursor = pg.ScatterPlotItem(pxMode=True, symbol="o")
+        self.touch = pg.ScatterPlotItem(
+            pxMode=True, symbol="o", size=30, brush=None, pen=pg.mkPen(255, 255, 255, 180, width=2)
+        )
+        self.touch.setZValue(98)
+        self.viewbox.addItem(self.touch)
+        self.local_echo = True  # the window turns it off while an engine sends state
         for z, item in enumerate((self.frame, self.corpus, self.examples, self.trail, self.cursor)):
             item.setZValue(z)
             self.viewbox.addItem(item)
@@ -202,9 +208,16 @@ class MapView(pg.GraphicsView):
         return self._cursor_xy
 
     def play(self, x: float, y: float) -> None:
-        """The performer touched ``(x, y)``: echo it locally and tell the window."""
+        """The performer touched ``(x, y)``: mark it, tell the window.
+
+        The touch gets a ring; the cursor and trail follow the engine's state (what is
+        actually playing, after smoothing). Without an engine (``local_echo``) the cursor
+        follows the touch.
+        """
         x, y = min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)
-        self.set_cursor(x, y)
+        self.touch.setData([x], [y])
+        if self.local_echo:
+            self.set_cursor(x, y)
         self.played.emit(x, y)
 
     # ------------------------------------------------------------------ examples

@@ -118,13 +118,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self._save_timer = QtCore.QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
         self._save_timer.timeout.connect(self.save_map)
         self._tick = QtCore.QTimer(self, interval=1000)
-        self._tick.timeout.connect(self.status.refresh_connection)
+        self._tick.timeout.connect(self._refresh)
         self._tick.start()
         self.view.scene().sigMouseMoved.connect(self._on_hover)
         self.bridge = _Bridge(self)
         self.bridge.changed.connect(self.apply_state, QtCore.Qt.ConnectionType.QueuedConnection)
         if self.link is not None:
             self.link.notify = self.bridge.changed.emit
+
+    def _refresh(self) -> None:
+        self.status.refresh_connection()
+        self.view.local_echo = not self.status.alive()
 
     def set_map(self, latent_map: LatentMap | None) -> None:
         """Show another map (e.g. once a first-run build has finished)."""
@@ -163,6 +167,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if "model" in values:
             self._check_model(values["model"])
         self.status.apply(values, snap.last_seen)
+        self.view.local_echo = not self.status.alive()
         if snap.last_seen is not None and not self._announced:
             self._announce_marks()
 
