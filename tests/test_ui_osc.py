@@ -260,6 +260,28 @@ def test_hover_names_the_sound(app: Any, map_path: Path) -> None:
         window.close()
 
 
+def test_labels_are_announced_again_after_an_outage(
+    app: Any, engine: FakeEngine, map_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ui.status
+    from ui.window import MainWindow
+
+    monkeypatch.setattr(ui.status, "STALE_S", 0.3)  # an engine silent this long is gone
+    link = EngineLink(("127.0.0.1", engine.port), listen_port=0, listen_host="127.0.0.1")
+    window = MainWindow(LatentMap.load(map_path), None, link)
+    link.start()
+    try:
+        (port,) = engine.expect("/sillage/subscribe")
+        engine.client = SimpleUDPClient("127.0.0.1", port)
+        engine.send("/sillage/state/underruns", 0)
+        assert engine.expect("/sillage/label")[0] == "breath"
+        wait_until(lambda: not window.status.alive())  # the engine went quiet (restarted)
+        engine.send("/sillage/state/underruns", 0)
+        assert engine.expect("/sillage/label")[0] == "breath"  # told again
+    finally:
+        window.close()
+
+
 def test_regions_stay_playable(app: Any, map_path: Path) -> None:
     from PySide6 import QtCore
     from PySide6.QtTest import QTest

@@ -28,7 +28,7 @@ class _Bridge(QtCore.QObject):
 class MainWindow(QtWidgets.QMainWindow):
     """The Sillage map window.
 
-    Emits ``connected`` once, when the first state message from the engine arrives.
+    Emits ``connected`` when state starts arriving (at first contact and after each outage).
 
     Parameters
     ----------
@@ -67,7 +67,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status = StatusBar(self)
         self.setStatusBar(self.status)
         self._examples: dict[int, tuple[float, float]] = {}
-        self._announced = False
         # When state/latent and state/xy arrived last (the engine sends xy only with a map).
         self._latent_since: float | None = None
         self._latent_at: float | None = None
@@ -166,9 +165,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self._apply_event(event)
         if "model" in values:
             self._check_model(values["model"])
+        was_alive = self.status.alive()
         self.status.apply(values, snap.last_seen)
-        self.view.local_echo = not self.status.alive()
-        if snap.last_seen is not None and not self._announced:
+        alive = self.status.alive()
+        self.view.local_echo = not alive
+        if alive and not was_alive:
             self._announce_marks()
 
     def engine_has_map(self) -> bool | None:
@@ -256,8 +257,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view.set_examples(list(self._examples.values()))
 
     def _announce_marks(self) -> None:
-        """On first contact tell the engine (and through it Max, other UIs) our marks."""
-        self._announced = True
+        """On (re)connection tell the engine (and through it Max, other UIs) our marks.
+
+        An engine that restarted has forgotten them; one that kept running just hears them again.
+        """
         self.connected.emit()
         if self.link is None:
             return
