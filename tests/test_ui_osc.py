@@ -45,12 +45,20 @@ class FakeEngine:
 
     def expect(self, address: str, timeout: float = TIMEOUT_S) -> tuple[Any, ...]:
         """The arguments of the next message to ``address`` (others are skipped)."""
+        from PySide6 import QtCore
+
+        # Qt runs the window's side meanwhile (queued signals, timers), as its event loop would.
+        pump = QtCore.QCoreApplication.instance() is not None
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
+            if pump:
+                QtCore.QCoreApplication.processEvents(
+                    QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 10
+                )
             try:
-                got, args = self.received.get(timeout=left)
+                got, args = self.received.get(timeout=min(left, 0.02) if pump else left)
             except queue.Empty:
-                break
+                continue
             if got == address:
                 return args
         raise AssertionError(f"no {address} from the UI within {timeout} s")
