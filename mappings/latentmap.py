@@ -66,6 +66,12 @@ class LatentMap:
         Named points on the map.
     regions : dict of str to (x0, y0, x1, y1)
         Named rectangles on the map.
+
+    Notes
+    -----
+    The search trees are built once from ``latents`` and ``xy``: treat those two arrays as
+    read-only (make a new map instead). The transforms only read, so the engine may call them
+    from several threads.
     """
 
     latents: NDArray[np.float32]
@@ -133,6 +139,8 @@ class LatentMap:
         q = np.asarray(z, dtype=np.float64).reshape(-1)
         if q.shape[0] != self.latent_size:
             raise LatentMapError(f"expected a latent of size {self.latent_size}, got {q.shape[0]}")
+        if not np.isfinite(q).all():
+            raise LatentMapError(f"latent must be finite, got {q.tolist()}")
         out = _idw(self._tree_z, self._xy64, q, self._k)
         return float(out[0]), float(out[1])
 
@@ -142,14 +150,16 @@ class LatentMap:
         Parameters
         ----------
         x, y : float
-            Position in map coordinates (0..1; values outside extrapolate to the nearest
-            fitted points).
+            Position in map coordinates (0..1; outside, the nearest fitted points decide: the
+            result never leaves the fitted latents' hull).
 
         Returns
         -------
         z : ndarray, shape (latent_size,), float32
         """
         q = np.array((float(x), float(y)), dtype=np.float64)
+        if not np.isfinite(q).all():
+            raise LatentMapError(f"map position must be finite, got ({x}, {y})")
         return _idw(self._tree_xy, self._latents64, q, self._k).astype(np.float32)
 
     def to_xy_many(self, z: ArrayLike) -> NDArray[np.float32]:

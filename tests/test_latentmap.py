@@ -101,6 +101,10 @@ def test_small_and_degenerate_maps() -> None:
         LatentMap(np.full((3, 2), np.nan), np.zeros((3, 2)))
     with pytest.raises(LatentMapError, match="latent of size 1"):
         two.to_xy([0.0, 1.0])
+    with pytest.raises(LatentMapError, match="finite"):
+        two.to_xy([float("nan")])
+    with pytest.raises(LatentMapError, match="finite"):
+        two.to_latent(float("inf"), 0.5)
 
 
 def test_missing_arrays_named(tmp_path: Path) -> None:
