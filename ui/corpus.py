@@ -42,11 +42,11 @@ class NnModel:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> NnModel:
         """Load ``path`` and read its interface; fail naming what is missing."""
-        import torch  # heavy: only when a build runs
-
         path = Path(path)
         if not path.is_file():
             raise MapBuildError(f"model file {str(path)!r} not found")
+        import torch  # heavy (~2 s): only once there is a model to load
+
         torch.set_num_threads(1)
         with warnings.catch_warnings():
             # torch 2.13 deprecates every torch.jit entry point; the model format is still jit.
