@@ -85,7 +85,11 @@ def resolve_model(arg: str | None) -> Path:
 
 def map_path(arg: str | None, model: Path) -> Path | None:
     """The latent map for /sillage/xy: --map, else MODEL.map.npz beside the model, else none."""
-    path = Path(arg) if arg else model.with_suffix(".map.npz")
+    if not arg:
+        from mappings.latentmap import find_map
+
+        return find_map(model)  # beside the model, or cached by a first-run build
+    path = Path(arg)
     if path.is_file():
         return path
     if arg:

@@ -22,7 +22,7 @@ import numpy as np
 
 from instrument.control import ControlState, Outgoing
 from instrument.events import Event
-from instrument.limiter import SafetyLimiter, db_to_gain
+from instrument.limiter import DCBlocker, SafetyLimiter, db_to_gain
 from instrument.metrics import Metrics, Reporter
 from instrument.patch import Patch
 from instrument.protocol import PREFIX, OSCInputError, validate
@@ -52,6 +52,17 @@ class Swap:
     runtime: ModelRuntime | None = None
     patch: Patch | None = None
     latent_map: LatentMapLike | None = None
+
+
+def _loud_point(latent_map: Any, latent_size: int, default: np.ndarray) -> np.ndarray:
+    loud = getattr(latent_map, "loudness_db", None)
+    if loud is None or len(loud) == 0 or latent_map.latent_size != latent_size:
+        return default
+    loud = np.asarray(loud)
+    keep = np.flatnonzero(loud >= np.percentile(loud, 90))
+    xy = np.asarray(latent_map.xy)[keep]
+    best = keep[int(np.argmin(np.sum((xy - xy.mean(axis=0)) ** 2, axis=1)))]
+    return np.asarray(latent_map.latents[best], dtype=float)
 
 
 class Resampler:
@@ -120,6 +131,20 @@ class DecodeLoop:
         self._install(runtime, patch)
         self.state.gain_db = float(patch.engine.get("gain_db", 0.0))
         self._gain = db_to_gain(self.state.gain_db)
+        self._start_at(patch.engine.get("start"))
+
+    def _start_at(self, start: Any) -> None:
+        """Where the instrument starts: the centre, a latent list, or ``"loud"`` (an audible
+        corpus point from the map, so the first sound is not the silence between sounds)."""
+        st = self.state
+        z = st.centre.copy()
+        if isinstance(start, list):
+            v = np.asarray(start, dtype=float)[: st.latent_size]
+            z[: v.size] = v
+        elif start == "loud" and self.latent_map is not None:
+            z = _loud_point(self.latent_map, st.latent_size, z)
+        st.target = z
+        self.trajectory.jump(z)
 
     # --- set-up and swaps ---------------------------------------------------------------
     def _install(self, runtime: ModelRuntime, patch: Patch) -> None:
@@ -139,6 +164,8 @@ class DecodeLoop:
             self.state.scale, self.state.gain_db = old.scale, old.gain_db
             self.state.smoothing_ms = old.smoothing_ms
         self.limiter = getattr(self, "limiter", None) or SafetyLimiter(samplerate=self.samplerate)
+        if getattr(self, "dc_blocker", None) is None:
+            self.dc_blocker = DCBlocker(samplerate=info.samplerate, channels=info.channels)
         self.resampler = (
             Resampler(info.samplerate, self.samplerate, info.channels)
             if info.samplerate != self.samplerate
@@ -293,7 +320,7 @@ class DecodeLoop:
             audio = self._crossfade(audio, z.astype(np.float32)[:, None])
         self.metrics.decode_s.add(time.perf_counter() - t0)
 
-        frame = audio.T.copy()
+        frame = self.dc_blocker.process(audio.T)
         n = frame.shape[0]
         if gain_from == gain_to:
             if gain_to != 1.0:

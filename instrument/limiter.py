@@ -16,6 +16,31 @@ def db_to_gain(db: float) -> float:
     return float(10.0 ** (db / 20.0))
 
 
+class DCBlocker:
+    """First-order high-pass (about 10 Hz) per channel, state kept across frames.
+
+    Some models put out a DC offset (the default model does at its latent centre): it is
+    inaudible but eats headroom and pushes speaker cones. scipy's lfilter carries the filter
+    state between frames, so the result does not depend on how audio is cut into frames.
+    """
+
+    def __init__(self, *, samplerate: int, channels: int, cutoff_hz: float = 10.0) -> None:
+        from scipy.signal import lfilter
+
+        r = math.exp(-2 * math.pi * cutoff_hz / samplerate)
+        self._b = np.array([1.0, -1.0], dtype=np.float64)
+        self._a = np.array([1.0, -r], dtype=np.float64)
+        self._zi = np.zeros((1, channels))
+        self._lfilter = lfilter
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        """Filter a frame (n, channels) and return a new float32 array. Decode worker."""
+        if self._zi.shape[1] != frame.shape[1]:
+            self._zi = np.zeros((1, frame.shape[1]))
+        y, self._zi = self._lfilter(self._b, self._a, frame, axis=0, zi=self._zi)
+        return y.astype(np.float32)
+
+
 class SafetyLimiter:
     """Peak limiter for frames of shape (n_samples, channels), float32.
 
