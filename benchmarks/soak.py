@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-
-import numpy as np
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 
 def busy(stop: threading.Event, counter: list[int]) -> None:

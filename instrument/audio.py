@@ -183,8 +183,8 @@ class RingOutput:
         self.written += n
         return n
 
-    def close(self) -> dict[str, int]:
-        stats: dict[str, int] = {}
+    def close(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {}
         try:
             self.mixer.stop()
             s = self.mixer.stats

@@ -257,12 +257,10 @@ class DecodeLoop:
                 self.request_load(kind, args[0])
             else:
                 self._load_now(kind, args[0])
-        elif path == "/sillage/tag":
-            if self.on_tag is not None:
-                self.on_tag(self.t, args[0])
-        elif path == "/sillage/record":
-            if self.on_record is not None:
-                self.on_record(bool(args[0]))
+        elif path == "/sillage/tag" and self.on_tag is not None:
+            self.on_tag(self.t, args[0])
+        elif path == "/sillage/record" and self.on_record is not None:
+            self.on_record(bool(args[0]))
         # subscribe/label: handled by the OSC side (they change no sound)
 
     def _load_now(self, kind: str, arg: str) -> None:

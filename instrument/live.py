@@ -17,6 +17,7 @@ benchmark as the comparison, and where processes are not wanted).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 import queue
@@ -131,10 +132,8 @@ def _raise_priority(nice: int) -> None:
     thread, which JACK/PortAudio run real-time). Only root or CAP_SYS_NICE may; else no-op."""
     import os
 
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, 0, nice)
-    except (OSError, AttributeError):
-        pass
 
 
 # ------------------------------------------------------------------------------------------
@@ -333,11 +332,8 @@ def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> 
     send_lock = threading.Lock()
 
     def send(msg: Any) -> None:
-        with send_lock:
-            try:
-                state_conn.send(msg)
-            except (OSError, EOFError, BrokenPipeError):
-                pass
+        with send_lock, contextlib.suppress(OSError, EOFError, BrokenPipeError):
+            state_conn.send(msg)
 
     try:
         import torch
@@ -402,11 +398,8 @@ class _PipeQueue:
 
     def put(self, event: Event) -> None:
         self.on_put(event)
-        with self._lock:
-            try:
-                self.conn.send((event.address, event.args, event.arrival))
-            except (OSError, EOFError, BrokenPipeError):
-                pass
+        with self._lock, contextlib.suppress(OSError, EOFError, BrokenPipeError):
+            self.conn.send((event.address, event.args, event.arrival))
 
 
 class _ThreadSource:
@@ -694,8 +687,9 @@ class LiveEngine:
     def stop(self, timeout_s: float = 30.0) -> dict[str, Any]:
         for inp in self.inputs:
             inp.close()
-        if getattr(self, "midi", None) is not None:
-            self.midi.close()
+        midi = getattr(self, "midi", None)
+        if midi is not None:
+            midi.close()
         stats: dict[str, Any] = {}
         if self.in_process:
             worker = self._worker
@@ -710,10 +704,8 @@ class LiveEngine:
 
                     write_wav(self.spec.wav_out, worker.output.audio(), worker.output.samplerate)
         elif self._proc is not None:
-            try:
+            with contextlib.suppress(OSError, BrokenPipeError):
                 self._events_conn.send(None)
-            except (OSError, BrokenPipeError):
-                pass
             self._stopped.wait(timeout_s)
             self._proc.join(timeout=10)
             if self._proc.is_alive():

@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import TextIO
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class Reporter:
     ``sink`` also receives each printed message (e.g. to send ``/sillage/state/error``).
     """
 
-    def __init__(self, *, interval_s: float = 1.0, stream: object = None,
+    def __init__(self, *, interval_s: float = 1.0, stream: TextIO | None = None,
                  sink: Callable[[str], None] | None = None) -> None:
         self.counts: Counter[str] = Counter()
         self.interval_s = interval_s

@@ -66,7 +66,7 @@ def render(
     )
     import torch
 
-    total = int(round(seconds * loop.samplerate))
+    total = round(seconds * loop.samplerate)
     writer = BlockWriter(blocksize, loop.out_channels)
     blocks: list[np.ndarray] = []
     n = 0

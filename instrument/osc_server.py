@@ -8,6 +8,7 @@ counted per kind and reported, rate-limited, with what was expected.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -60,10 +61,8 @@ class _Server(BlockingOSCUDPServer):
         # Big receive buffer: bursts from sensors at 200 Hz × many dancers must not be dropped
         # by the kernel while the decode worker holds the GIL.
         super().__init__(address, dispatcher)
-        try:
+        with contextlib.suppress(OSError):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        except OSError:
-            pass
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         ok = super().verify_request(request, client_address)

@@ -354,7 +354,7 @@ def validate(path: str, args: tuple[Any, ...] | list[Any]) -> tuple[Address, int
                 f"{_short(args)}; e.g. {entry.example}",
             )
     out: list[Any] = []
-    for k, (kind, value) in enumerate(zip(kinds, args)):
+    for k, (kind, value) in enumerate(zip(kinds, args, strict=True)):
         if kind == "s":
             if not isinstance(value, str):
                 raise OSCInputError("type", f"{path} argument {k} must be a string, got {value!r}")

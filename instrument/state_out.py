@@ -24,9 +24,7 @@ from instrument.control import Outgoing
 def build(address: str, args: tuple[Any, ...] | list[Any]) -> bytes:
     b = OscMessageBuilder(address=address)
     for a in args:
-        if isinstance(a, (bool, np.bool_)):
-            b.add_arg(int(a), "i")
-        elif isinstance(a, (int, np.integer)):
+        if isinstance(a, (bool, np.bool_, int, np.integer)):
             b.add_arg(int(a), "i")
         elif isinstance(a, (float, np.floating)):
             b.add_arg(float(a), "f")

@@ -111,7 +111,7 @@ def test_osc_moves_the_latent_and_the_sound(engine: dict[str, Any]) -> None:
     try:
         client = SimpleUDPClient("127.0.0.1", engine["port"])
         client.send_message("/sillage/subscribe", listener.port)
-        name, sr, ratio, latent = listener.wait_for("/sillage/state/model")
+        _name, sr, ratio, latent = listener.wait_for("/sillage/state/model")
         assert (sr, ratio, latent) == (48000, 64, 4)
         listener.wait_for("/sillage/state/latent", lambda a: abs(a[0]) < 1e-6)
         client.send_message("/sillage/latent", [2, 0.5, 0.0, 0.0])  # ints and floats alike
@@ -171,7 +171,7 @@ def test_bad_input_is_counted_reported_and_harmless(engine: dict[str, Any]) -> N
     engine["proc"].send_signal(signal.SIGTERM)
     engine["proc"].wait(timeout=30)
     text = "".join(engine["lines"])
-    summary = [line for line in engine["lines"] if line.startswith("Sillage stopped")][0]
+    summary = next(line for line in engine["lines"] if line.startswith("Sillage stopped"))
     for kind in ("malformed", "nan", "type", "range", "arity", "unknown_address"):
         assert f"'{kind}'" in summary, (kind, summary)
     assert "Traceback" not in text
