@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-to", type=_host_port, action="append", default=None, metavar="HOST:PORT", help="send state here (default 127.0.0.1:7771; repeatable); Max/Pd can also send /sillage/subscribe PORT")
     p.add_argument("--no-ui", action="store_true", help="do not start the latent map window")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch threads for decoding (default 1: measured best under load)")
+    p.add_argument("--record-dir", default="recordings", help="where /sillage/record sessions and /sillage/tag marks go (default ./recordings)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (offline: length of the render)")
     g = p.add_argument_group("offline render")
     g.add_argument("--offline", metavar="OUT.wav", help="render to a file instead of playing")
@@ -211,7 +212,7 @@ def _spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> A
                         samplerate=args.samplerate, device=args.device, keep_audio=wav_out is not None)
     return WorkerSpec(model=str(model), patch=args.patch, output=output, prebuffer=args.prebuffer,
                       threads=args.threads, latent_map=str(the_map) if the_map else None,
-                      wav_out=str(wav_out) if wav_out else None)
+                      wav_out=str(wav_out) if wav_out else None, record_dir=args.record_dir)
 
 
 NO_OUTPUT_HINT = ("No usable audio output: start JACK (e.g. `jackd -d dummy -r 48000 -p 256 &`, then "

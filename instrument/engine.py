@@ -109,6 +109,7 @@ class DecodeLoop:
         load_patch: Callable[[str, ModelRuntime], Patch] | None = None,
         on_tag: Callable[[float, str], None] | None = None,
         on_record: Callable[[bool], None] | None = None,
+        on_applied: Callable[[float, list[Event]], None] | None = None,
     ) -> None:
         self.source = source
         self.reporter = reporter or Reporter()
@@ -118,6 +119,7 @@ class DecodeLoop:
         self.load_patch = load_patch
         self.on_tag = on_tag
         self.on_record = on_record
+        self.on_applied = on_applied
         self.samplerate = samplerate or runtime.info.samplerate
         self.out_channels = out_channels or runtime.info.channels
         self.outbox: list[Outgoing] = []
@@ -293,6 +295,8 @@ class DecodeLoop:
             if not math.isnan(event.arrival) and not (arrival <= event.arrival):
                 arrival = event.arrival
         self.last_arrival = arrival
+        if events and self.on_applied is not None:
+            self.on_applied(self.t, events)
         st = self.state
         st.t = self.t
         try:

@@ -123,6 +123,7 @@ class WorkerSpec:
     latent_map: str | None = None
     switch_interval_s: float = 0.0005
     wav_out: str | None = None
+    record_dir: str | None = "recordings"
     nice: int = -10
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -144,8 +145,10 @@ class DecodeWorker:
 
     def __init__(self, runtime: ModelRuntime, patch: Patch, output: Any, *, prebuffer: int,
                  source: Any, latent_map: Any = None, reporter: Reporter | None = None,
-                 send_out: Callable[[Any], None] | None = None) -> None:
+                 send_out: Callable[[Any], None] | None = None,
+                 record_dir: str | None = "recordings") -> None:
         from instrument.engine import DecodeLoop
+        from instrument.recorder import SessionRecorder
 
         self.output = output
         self.prebuffer = prebuffer
@@ -160,6 +163,12 @@ class DecodeWorker:
             request_load=self._request_load,
         )
         self.metrics.ring_capacity = output.capacity
+        self.recorder = (SessionRecorder(record_dir, samplerate=output.samplerate, channels=output.channels)
+                         if record_dir else None)
+        self.loop.on_tag = self._tag
+        self.loop.on_record = self._record
+        if self.recorder is not None:
+            self.loop.on_applied = self.recorder.events
         self.stop_flag = threading.Event()
         self._level_sq = 0.0
         self._level_n = 0
@@ -175,6 +184,18 @@ class DecodeWorker:
         except queue.Empty:
             pass
         return events
+
+    def _tag(self, t: float, word: str) -> None:
+        if self.recorder is not None:
+            self.recorder.tag(t, word, self.loop.played_latent(), self.loop.info.name)
+
+    def _record(self, on: bool) -> None:
+        if self.recorder is None:
+            self.reporter.reject("record", "recording is off (no --record-dir)")
+        elif on and not self.recorder.recording:
+            self.recorder.start(self.loop.t)
+        elif not on:
+            self.recorder.stop()
 
     def prefill(self) -> None:
         import torch
@@ -215,6 +236,8 @@ class DecodeWorker:
         out = self.output
         fill_before = out.fill()
         out.write(frame)
+        if self.recorder is not None and self.recorder.recording:
+            self.recorder.frame(frame)
         arrival = self.loop.last_arrival
         if not math.isnan(arrival):
             # DAC time of this frame's first sample: now + what is queued before it + device
@@ -357,7 +380,8 @@ def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> 
         send(("out", msg))
 
     worker = DecodeWorker(runtime, patch, output, prebuffer=spec.prebuffer, source=source,
-                          latent_map=latent_map, reporter=reporter, send_out=send_out)
+                          latent_map=latent_map, reporter=reporter, send_out=send_out,
+                          record_dir=spec.record_dir)
     try:
         worker.prefill()
         output.start()
@@ -377,6 +401,8 @@ def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> 
         send(("error", traceback.format_exc()))
     finally:
         stats = output.close()
+        if worker.recorder is not None:
+            worker.recorder.close()
         snap = worker.snapshot(final=True)
         if spec.wav_out and hasattr(output, "audio"):
             from instrument.offline import write_wav
@@ -543,7 +569,7 @@ class LiveEngine:
         self.queue = _QueueWithHook(q, self._on_put)
         worker = DecodeWorker(runtime, patch, output, prebuffer=spec.prebuffer,
                               source=_ThreadSource(q), latent_map=latent_map, reporter=self.reporter,
-                              send_out=self.sender.outbox.put)
+                              send_out=self.sender.outbox.put, record_dir=spec.record_dir)
         self._worker = worker
         worker.prefill()
         output.start()
@@ -698,6 +724,8 @@ class LiveEngine:
                 if self._thread is not None:
                     self._thread.join(timeout=5)
                 stats = worker.output.close()
+                if worker.recorder is not None:
+                    worker.recorder.close()
                 self._apply_snapshot(worker.snapshot(final=True))
                 if self.spec.wav_out and hasattr(worker.output, "audio"):
                     from instrument.offline import write_wav

@@ -5,6 +5,7 @@ Waits on received messages (threading.Event), never on sleeps.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soundfile as sf
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
@@ -175,3 +177,55 @@ def test_bad_input_is_counted_reported_and_harmless(engine: dict[str, Any]) -> N
     for kind in ("malformed", "nan", "type", "range", "arity", "unknown_address"):
         assert f"'{kind}'" in summary, (kind, summary)
     assert "Traceback" not in text
+
+
+def test_record_and_tag_write_a_replayable_session(mono_model: Path, tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    out = tmp_path / "live.wav"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "run_instrument.py", "--offline", str(out), "--seconds", "60", "--realtime",
+         "--model", str(mono_model), "--osc-port", "0", "--no-ui", "--record-dir", str(rec)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout is not None
+    port = None
+    for line in proc.stdout:
+        m = re.match(r"Sillage ready: OSC on [\d.]+:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+            break
+    assert port is not None
+    listener = StateListener()
+    client = SimpleUDPClient("127.0.0.1", port)
+    try:
+        client.send_message("/sillage/subscribe", listener.port)
+        client.send_message("/sillage/record", 1)
+        client.send_message("/sillage/latent/0", 2.0)
+        listener.wait_for("/sillage/state/latent", lambda a: a[0] > 1.99)
+        client.send_message("/sillage/tag", "keep")
+        client.send_message("/sillage/latent/0", -1.0)
+        listener.wait_for("/sillage/state/latent", lambda a: a[0] < -0.99)
+        client.send_message("/sillage/record", 0)
+    finally:
+        listener.close()
+        client._sock.close()
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=30)
+    proc.stdout.close()
+    assert proc.returncode == 0, rest
+    sessions = [p for p in rec.iterdir() if p.is_dir()]
+    assert len(sessions) == 1
+    score = (sessions[0] / "score.jsonl").read_text().splitlines()
+    assert any('"/sillage/latent/0", "args": [2.0]' in line for line in score), score
+    assert any('"/sillage/tag"' in line for line in score)
+    audio, sr = sf.read(sessions[0] / "audio.wav")
+    assert sr == 48000 and len(audio) > 0.05 * sr and np.abs(audio).max() > 0.01
+    tags = [json.loads(line) for line in (rec / "tags.jsonl").read_text().splitlines()]
+    assert len(tags) == 1 and tags[0]["word"] == "keep" and tags[0]["latent"][0] > 1.9
+    # the session's score replays offline through the same engine
+    replay = tmp_path / "replay.wav"
+    res = subprocess.run([sys.executable, "run_instrument.py", "--offline", str(replay), "--seconds", "1",
+                          "--model", str(mono_model), "--score", str(sessions[0] / "score.jsonl")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "rejected events: 0" in res.stdout
