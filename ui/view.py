@@ -323,7 +323,7 @@ class MapView(pg.GraphicsView):
             roi.setPos((x0, y0))
             roi.setSize((x1 - x0, y1 - y0))
             roi.blockSignals(False)
-        text.setPos(x0, y1)
+        text.setPos(x0 + 0.015, y1)  # clear of the move handle at the corner
         if announce:
             self.region_changed.emit(name, float(x0), float(y0), float(x1), float(y1))
 
