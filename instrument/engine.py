@@ -58,8 +58,11 @@ def _loud_point(latent_map: Any, latent_size: int, default: np.ndarray) -> np.nd
     loud = getattr(latent_map, "loudness_db", None)
     if loud is None or len(loud) == 0 or latent_map.latent_size != latent_size:
         return default
-    loud = np.asarray(loud)
-    keep = np.flatnonzero(loud >= np.percentile(loud, 90))
+    loud = np.asarray(loud, dtype=float)
+    finite = np.isfinite(loud)
+    if not finite.any():
+        return default
+    keep = np.flatnonzero(finite & (loud >= np.percentile(loud[finite], 90)))
     xy = np.asarray(latent_map.xy)[keep]
     best = keep[int(np.argmin(np.sum((xy - xy.mean(axis=0)) ** 2, axis=1)))]
     return np.asarray(latent_map.latents[best], dtype=float)

@@ -1,0 +1,381 @@
+"""The decode process: audio output, the decode worker, model/patch loading.
+
+It owns the audio stream (rtmixer's C callback reading a ring) and the only heavy Python of
+the engine, the decode loop. Nothing else in this process holds the GIL for long: OSC, MIDI
+and state out live in the control process (:mod:`instrument.live`), which forwards events
+through a pipe. ``DecodeWorker`` also runs on a thread of the control process when asked
+(``LiveEngine(..., in_process=True)``), which the soak benchmark uses as its comparison.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from instrument.events import Event
+from instrument.metrics import Metrics, Reporter
+from instrument.patch import Patch, PatchContext, PatchError, load_patch
+from instrument.runtime import ModelError, ModelRuntime
+
+STATE_PERIOD_S = 1 / 30
+
+
+def make_context(runtime: ModelRuntime) -> PatchContext:
+    info = runtime.info
+    encode = None
+    if info.has_encode:
+        enc_rt = runtime.fresh()  # its own copy: encoding must not touch the playing model's state
+        encode = enc_rt.encode
+    return PatchContext(latent_size=info.latent_size, samplerate=info.samplerate, encode=encode)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Which output the decode process opens.
+
+    ``kind`` is "device" (rtmixer on a PortAudio device, resolved *in the decode process*, so
+    only that process opens PortAudio) or "clock" (no sound card: a wall clock consumes the
+    ring). ``samplerate`` None means the model's rate; ``channels`` 0 means 2 on a device that
+    has them, else the model's channels.
+    """
+
+    kind: str
+    blocksize: int
+    capacity: int
+    samplerate: int | None = None
+    channels: int = 0
+    device: str | int | None = None
+    keep_audio: bool = False
+
+    def open(self, model_samplerate: int, model_channels: int) -> Any:
+        from instrument.audio import ClockOutput, OutputError, RingOutput, find_device
+
+        sr = self.samplerate or model_samplerate
+        if self.kind == "clock":
+            return ClockOutput(samplerate=sr, channels=self.channels or model_channels,
+                               blocksize=self.blocksize or 256, capacity=self.capacity,
+                               keep=self.keep_audio)
+        import sounddevice as sd
+
+        try:
+            device = find_device(self.device)
+            if device is None:
+                device = sd.default.device[1]
+                if device is None or device < 0:
+                    raise OutputError("no default output device")
+            max_out = int(sd.query_devices(device)["max_output_channels"])
+        except sd.PortAudioError as exc:
+            raise OutputError(str(exc)) from None
+        channels = self.channels or (2 if max_out >= 2 else model_channels)
+        return RingOutput(samplerate=sr, channels=channels, blocksize=self.blocksize,
+                          capacity=self.capacity, device=device)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything the decode process needs to build its side (picklable)."""
+
+    model: str
+    patch: str
+    output: OutputSpec
+    prebuffer: int
+    threads: int = 1
+    latent_map: str | None = None
+    switch_interval_s: float = 0.0005
+    wav_out: str | None = None
+    record_dir: str | None = "recordings"
+    nice: int = -10
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _raise_priority(nice: int) -> None:
+    """Prefer the decode process over ordinary programs (still SCHED_OTHER: below the audio
+    thread, which JACK/PortAudio run real-time). Only root or CAP_SYS_NICE may; else no-op."""
+    import os
+
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
+# ------------------------------------------------------------------------------------------
+# The decode worker (runs in the decode process, or on a thread with in_process=True)
+# ------------------------------------------------------------------------------------------
+class DecodeWorker:
+    """Keeps the ring filled to the prebuffer, one model frame at a time."""
+
+    def __init__(self, runtime: ModelRuntime, patch: Patch, output: Any, *, prebuffer: int,
+                 source: Any, latent_map: Any = None, reporter: Reporter | None = None,
+                 send_out: Callable[[Any], None] | None = None,
+                 record_dir: str | None = "recordings") -> None:
+        from instrument.engine import DecodeLoop
+        from instrument.recorder import SessionRecorder
+
+        self.output = output
+        self.prebuffer = prebuffer
+        self.metrics = Metrics()
+        self.reporter = reporter or Reporter()
+        self.send_out = send_out
+        self.swaps: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._source = source
+        self.loop = DecodeLoop(
+            runtime, patch, self, samplerate=output.samplerate, out_channels=output.channels,
+            reporter=self.reporter, metrics=self.metrics, latent_map=latent_map,
+            request_load=self._request_load,
+        )
+        self.metrics.ring_capacity = output.capacity
+        self.recorder = (SessionRecorder(record_dir, samplerate=output.samplerate, channels=output.channels)
+                         if record_dir else None)
+        self.loop.on_tag = self._tag
+        self.loop.on_record = self._record
+        if self.recorder is not None:
+            self.loop.on_applied = self.recorder.events
+        self.stop_flag = threading.Event()
+        self._level_sq = 0.0
+        self._level_n = 0
+        self._level_peak = 0.0
+        self.first_sound_at = math.nan
+
+    # event source for the loop: control events, then finished loads
+    def drain(self, until: float) -> list[Event]:
+        events = self._source.drain(until)
+        try:
+            while True:
+                events.append(self.swaps.get_nowait())
+        except queue.Empty:
+            pass
+        return events
+
+    def _tag(self, t: float, word: str) -> None:
+        if self.recorder is not None:
+            self.recorder.tag(t, word, self.loop.played_latent(), self.loop.info.name)
+
+    def _record(self, on: bool) -> None:
+        if self.recorder is None:
+            self.reporter.reject("record", "recording is off (no --record-dir)")
+        elif on and not self.recorder.recording:
+            self.recorder.start(self.loop.t)
+        elif not on:
+            self.recorder.stop()
+
+    def prefill(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            while self.output.fill() < self.prebuffer:
+                self._write(self.loop.step())
+
+    def run(self, tick: Callable[[], None] | None = None) -> None:
+        """The decode worker's loop. ``tick`` is called about every state period."""
+        ModelRuntime.prepare_thread()
+        out = self.output
+        sr = out.samplerate
+        target = self.prebuffer
+        metrics = self.metrics
+        next_tick = time.perf_counter()
+        while not self.stop_flag.is_set():
+            out.poll(target)
+            metrics.underruns = out.underruns
+            metrics.device_underflows = out.device_underflows
+            fill = out.fill()
+            metrics.ring_fill = fill
+            frame_guess = self.loop.info.ratio * sr // self.loop.info.samplerate
+            if fill < target and out.space() >= 2 * frame_guess:
+                frame = self.loop.step()
+                self._write(frame)
+                if self.loop.outbox and self.send_out is not None:
+                    for msg in self.loop.outbox:
+                        self.send_out(msg)
+            else:
+                # sleep until about one frame has been played
+                time.sleep(max(0.0002, min(0.005, (fill - target + frame_guess) / sr)))
+            if tick is not None and time.perf_counter() >= next_tick:
+                next_tick += STATE_PERIOD_S
+                tick()
+
+    def _write(self, frame: np.ndarray) -> None:
+        out = self.output
+        fill_before = out.fill()
+        out.write(frame)
+        if self.recorder is not None and self.recorder.recording:
+            self.recorder.frame(frame)
+        arrival = self.loop.last_arrival
+        if not math.isnan(arrival):
+            # DAC time of this frame's first sample: now + what is queued before it + device
+            dac = time.perf_counter() + max(fill_before, 0) / out.samplerate + out.device_latency_s
+            self.metrics.latency_s.add(dac - arrival)
+        flat = frame.ravel()
+        self._level_sq += float(np.dot(flat, flat))
+        self._level_n += flat.size
+        peak = float(np.abs(flat).max()) if flat.size else 0.0
+        if peak > self._level_peak:
+            self._level_peak = peak
+        if peak > 1e-4 and math.isnan(self.first_sound_at):
+            self.first_sound_at = time.perf_counter()
+
+    # loading off the decode worker
+    def _request_load(self, kind: str, arg: str) -> None:
+        threading.Thread(target=self._load, args=(kind, arg), name=f"sillage-load-{kind}",
+                         daemon=True).start()
+
+    def _load(self, kind: str, arg: str) -> None:
+        from instrument.engine import Swap
+
+        try:
+            if kind == "model":
+                runtime = ModelRuntime(arg)
+                current = self.loop.patch
+                patch = load_patch(current.path or "default", context=make_context(runtime))
+                swap = Swap(runtime=runtime, patch=patch)
+            else:
+                swap = Swap(patch=load_patch(arg, context=make_context(self.loop.runtime)))
+        except (ModelError, PatchError, OSError) as exc:
+            self.reporter.reject(kind, f"{exc} (still playing the previous {kind})")
+            return
+        self.swaps.put(Event(self.loop.t, "/sillage/_swap", (swap,)))
+        print(f"sillage: loaded {kind} {arg}", flush=True)
+
+    def latency_terms_ms(self) -> dict[str, float]:
+        """The control→sound latency budget, by term (ms)."""
+        out = self.output
+        info = self.loop.info
+        return {
+            "frame_wait": 1e3 * info.frame_s,
+            "prebuffer": 1e3 * self.prebuffer / out.samplerate,
+            "block": 1e3 * out.blocksize / out.samplerate,
+            "device": 1e3 * out.device_latency_s,
+            "model": 1e3 * info.delay_samples / info.samplerate if info.delay_samples is not None else float("nan"),
+        }
+
+    def snapshot(self, *, final: bool = False) -> dict[str, Any]:
+        """What the control side shows and sends; plain values (picklable)."""
+        m = self.metrics
+        n, sq, peak = self._level_n, self._level_sq, self._level_peak
+        self._level_n, self._level_sq, self._level_peak = 0, 0.0, 0.0
+        z = self.loop.played_latent()
+        xy = None
+        if self.loop.latent_map is not None:
+            try:
+                xy = tuple(float(v) for v in self.loop.latent_map.to_xy(np.asarray(z, dtype=np.float32)))
+            except Exception:
+                xy = None
+        i = self.loop.info
+        return {
+            "latent": [float(v) for v in z],
+            "xy": xy,
+            "rms_db": 10 * math.log10(sq / n + 1e-12) if n else None,
+            "peak_db": 20 * math.log10(peak + 1e-12) if n else None,
+            "frames": m.frames,
+            "underruns": m.underruns,
+            "device_underflows": m.device_underflows,
+            "decode_ms": m.decode_ms(),
+            "latency_ms": m.latency_ms(),
+            "latency_values_ms": (m.latency_s.values() * 1e3).tolist() if final else None,
+            "samplerate": self.output.samplerate,
+            "blocksize": self.output.blocksize,
+            "ring_fill": m.ring_fill,
+            "model": (i.name, i.samplerate, i.ratio, i.latent_size, i.channels),
+            "patch": self.loop.patch.name,
+            "patch_path": str(self.loop.patch.path) if self.loop.patch.path else None,
+            "rejected": dict(self.reporter.counts),
+            "terms": self.latency_terms_ms(),
+            "first_sound_at": self.first_sound_at,
+        }
+
+
+class PipeSource:
+    """Events from the control process (decode process side). ``poll`` is a select: no GIL
+    neighbour, no lock."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.stop_requested = False
+
+    def drain(self, until: float) -> list[Event]:
+        out: list[Event] = []
+        conn = self.conn
+        while conn.poll():
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                self.stop_requested = True
+                break
+            if msg is None:
+                self.stop_requested = True
+                break
+            address, args, arrival = msg
+            out.append(Event(until, address, args, arrival))
+        return out
+
+
+def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> None:
+    """Entry point of the decode process. Builds its side, says ready, runs until told to stop."""
+    sys.setswitchinterval(spec.switch_interval_s)
+    if spec.nice:
+        _raise_priority(spec.nice)
+    send_lock = threading.Lock()
+
+    def send(msg: Any) -> None:
+        with send_lock, contextlib.suppress(OSError, EOFError, BrokenPipeError):
+            state_conn.send(msg)
+
+    try:
+        import torch
+
+        torch.set_num_threads(spec.threads)
+        runtime = ModelRuntime(spec.model, threads=spec.threads)
+        patch = load_patch(spec.patch, context=make_context(runtime))
+        latent_map = None
+        if spec.latent_map:
+            from mappings.latentmap import LatentMap
+
+            latent_map = LatentMap.load(spec.latent_map)
+        output = spec.output.open(runtime.info.samplerate, runtime.info.channels)
+    except Exception as exc:  # ModelError, PatchError, OutputError...: the control side explains
+        send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    source = PipeSource(events_conn)
+    reporter = Reporter(sink=lambda text: send(("error_msg", text)))
+
+    def send_out(msg: Any) -> None:
+        send(("out", msg))
+
+    try:
+        worker = DecodeWorker(runtime, patch, output, prebuffer=spec.prebuffer, source=source,
+                              latent_map=latent_map, reporter=reporter, send_out=send_out,
+                              record_dir=spec.record_dir)
+        worker.prefill()
+        output.start()
+    except Exception as exc:
+        send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    send(("ready", worker.snapshot()))
+
+    def tick() -> None:
+        if source.stop_requested:
+            worker.stop_flag.set()
+        send(("state", worker.snapshot()))
+
+    try:
+        worker.run(tick)
+    except Exception:
+        send(("error", traceback.format_exc()))
+    finally:
+        stats = output.close()
+        if worker.recorder is not None:
+            worker.recorder.close()
+        snap = worker.snapshot(final=True)
+        if spec.wav_out and hasattr(output, "audio"):
+            from instrument.offline import write_wav
+
+            write_wav(spec.wav_out, output.audio(), output.samplerate)
+        send(("stopped", snap, stats))
