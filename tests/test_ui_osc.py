@@ -395,3 +395,27 @@ def test_burst_of_state_is_coalesced(engine: FakeEngine) -> None:
         assert len(calls) < n / 2  # far fewer wake-ups than messages
     finally:
         link.close()
+
+
+def test_app_process_subscribes_and_leaves_cleanly(engine: FakeEngine, map_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    cmd = [sys.executable, "-m", "ui", "--engine", f"127.0.0.1:{engine.port}", "--listen", "0",
+           "--map", str(map_path)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL)
+    try:
+        (port,) = engine.expect("/sillage/subscribe", timeout=30)
+        engine.client = SimpleUDPClient("127.0.0.1", port)
+        engine.send("/sillage/state/underruns", 0)
+        assert engine.expect("/sillage/label")[0] == "breath"  # it heard us: connected
+        proc.send_signal(signal.SIGTERM)  # closes the window: labels saved, unsubscribed
+        assert engine.expect("/sillage/unsubscribe") == (port,)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
