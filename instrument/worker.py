@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import queue
+import signal
 import sys
 import threading
 import time
@@ -319,6 +320,9 @@ class PipeSource:
 
 def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> None:
     """Entry point of the decode process. Builds its side, says ready, runs until told to stop."""
+    # Ctrl-C reaches the whole process group; the control process decides when to stop us
+    # (it sends None down the pipe), so the decode process ignores it and never dies mid-frame.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.setswitchinterval(spec.switch_interval_s)
     if spec.nice:
         _raise_priority(spec.nice)

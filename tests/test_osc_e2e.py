@@ -229,3 +229,24 @@ def test_record_and_tag_write_a_replayable_session(mono_model: Path, tmp_path: P
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "rejected events: 0" in res.stdout
+
+
+def test_ctrl_c_stops_cleanly(mono_model: Path, tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group (control and decode processes): a clean stop."""
+    import os
+
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "run_instrument.py", "--offline", str(tmp_path / "o.wav"), "--seconds", "60",
+         "--realtime", "--model", str(mono_model), "--osc-port", "0", "--no-ui"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Sillage ready"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=30)
+    proc.stdout.close()
+    assert proc.returncode == 0, rest
+    assert "Sillage stopped" in rest and "Traceback" not in rest, rest
+    assert (tmp_path / "o.wav").stat().st_size > 1000
