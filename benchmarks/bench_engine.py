@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks.common import ROOT, bench_model, emit
 
 
-def throughput(model: Path, frames: int = 2000, trials: int = 5) -> dict[str, float]:
+def throughput(model: Path, frames: int = 200, trials: int = 40) -> dict[str, float]:
     import numpy as np
     import torch
 
@@ -36,29 +36,43 @@ def throughput(model: Path, frames: int = 2000, trials: int = 5) -> dict[str, fl
     ModelRuntime.prepare_thread()
     info = rt.info
     loop = DecodeLoop(rt.fresh(), load_patch("default", context=PatchContext(info.latent_size, info.samplerate)), EventQueue())
-    raw = rt.fresh().module
-    z = torch.zeros(1, info.latent_size, 1)
+    raw = rt.fresh()
+    # the same latent path for both: a smooth random walk, as a performer would play
     rng = np.random.default_rng(0)
-    for _ in range(100):
-        loop.step()
-        raw.decode(z)
+    path = np.cumsum(rng.normal(scale=0.05, size=(frames, info.latent_size)), axis=0).astype(np.float32)
+    loop.state.smoothing_ms = 0.0
+    target = loop.state.target
+
+    def run_raw() -> float:
+        t = time.perf_counter()
+        for z in path:
+            raw.decode_frame(z)
+        return (time.perf_counter() - t) / frames
+
+    def run_engine() -> float:
+        t = time.perf_counter()
+        for z in path:
+            target[:] = z
+            loop.step()
+        return (time.perf_counter() - t) / frames
+
+    for _ in range(2):
+        run_raw()
+        run_engine()
     raw_s, eng_s = [], []
     for _ in range(trials):
-        t = time.perf_counter()
-        for _ in range(frames):
-            raw.decode(z)
-        raw_s.append((time.perf_counter() - t) / frames)
-        loop.state.target[:] = rng.normal(size=info.latent_size)  # a moving target
-        t = time.perf_counter()
-        for _ in range(frames):
-            loop.step()
-        eng_s.append((time.perf_counter() - t) / frames)
-    r, e = statistics.median(raw_s), statistics.median(eng_s)
+        raw_s.append(run_raw())
+        eng_s.append(run_engine())
+    # Short interleaved trials; the least-disturbed trial of each (min) is the estimate that a
+    # shared, noisy machine perturbs least. The median of per-trial ratios is given beside it.
+    r, e = min(raw_s), min(eng_s)
+    ratios = [a / b for a, b in zip(raw_s, eng_s, strict=True)]
     return {
         "raw_decode_us_per_frame": r * 1e6,
         "engine_us_per_frame": e * 1e6,
         "engine_overhead_us": (e - r) * 1e6,
         "throughput_ratio": r / e,
+        "throughput_ratio_median_of_trials": statistics.median(ratios),
         "goal": 0.95,
         "realtime_factor_engine": info.frame_s / e,
         "frames_per_trial": frames,

@@ -2,7 +2,7 @@
 
 Every address the engine accepts or sends is declared here once. The OSC server validates
 against it, ``docs/osc.md`` and the Max/Pd companion patches are generated from it
-(``python -m patches.generate``), so the server, the docs and the patches cannot drift.
+(``python -m instrument.companion``), so the server, the docs and the patches cannot drift.
 
 Types follow OSC type tags: ``f`` a number (any numeric OSC type is accepted and cast to
 float), ``i`` an integer (floats with an integral value are accepted), ``s`` a string,
