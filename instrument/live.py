@@ -30,7 +30,6 @@ from typing import Any
 from instrument.events import Event, EventQueue
 from instrument.metrics import Metrics, Reporter
 from instrument.patch import Patch, PatchContext, PatchError, load_patch
-from instrument.runtime import ModelRuntime
 from instrument.worker import (  # noqa: F401  (re-exported: the CLI and benchmarks use them)
     STATE_PERIOD_S,
     DecodeWorker,
@@ -201,19 +200,11 @@ class LiveEngine:
         self._receiver.start()
 
     def _start_thread(self) -> None:
-        import torch
+        from instrument.worker import build
 
         spec = self.spec
-        torch.set_num_threads(spec.threads)
         try:
-            runtime = ModelRuntime(spec.model, threads=spec.threads)
-            patch = load_patch(spec.patch, context=make_context(runtime))
-            latent_map = None
-            if spec.latent_map:
-                from mappings.latentmap import LatentMap
-
-                latent_map = LatentMap.load(spec.latent_map)
-            output = spec.output.open(runtime.info.samplerate, runtime.info.channels)
+            runtime, patch, latent_map, output = build(spec)
         except Exception as exc:
             raise EngineError(f"{type(exc).__name__}: {exc}") from None
         q = EventQueue()

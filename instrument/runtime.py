@@ -209,7 +209,9 @@ class ModelRuntime:
                     f"{self.path.name}: decode returned shape {tuple(y.shape)} for {n_frames} frame(s), "
                     f"expected (channels, frames*ratio) = {want} from decode_params"
                 )
-        self.reset()
+        # No reload here: live playing starts from this warmed-up state (it decoded zeros, which
+        # is harmless), and offline renders take a fresh() copy anyway.
+        self._alloc_frame()
         self.warmup()
 
     def warmup(self, n_calls: int = 3) -> None:

@@ -35,8 +35,15 @@ def make_context(runtime: ModelRuntime) -> PatchContext:
     info = runtime.info
     encode = None
     if info.has_encode:
-        enc_rt = runtime.fresh()  # its own copy: encoding must not touch the playing model's state
-        encode = enc_rt.encode
+        copies: list[ModelRuntime] = []
+
+        def encode(audio: np.ndarray) -> np.ndarray:
+            # its own copy, made on first use (most patches never encode): encoding must not
+            # touch the playing model's streaming state, and start-up must not pay for it
+            if not copies:
+                copies.append(runtime.fresh())
+            return copies[0].encode(audio)
+
     return PatchContext(latent_size=info.latent_size, samplerate=info.samplerate, encode=encode)
 
 
@@ -318,6 +325,33 @@ class PipeSource:
         return out
 
 
+def build(spec: WorkerSpec) -> tuple[ModelRuntime, Patch, Any, Any]:
+    """Load the model, the patch and the map, and open the output (decode side)."""
+    loaded: dict[str, Any] = {}
+
+    def load_map() -> None:
+        # in parallel with torch's import and the model load, which release the GIL often
+        try:
+            from mappings.latentmap import LatentMap
+
+            loaded["map"] = LatentMap.load(spec.latent_map) if spec.latent_map else None
+        except Exception as exc:
+            loaded["map_error"] = exc
+
+    map_thread = threading.Thread(target=load_map, name="sillage-map-load", daemon=True)
+    map_thread.start()
+    import torch
+
+    torch.set_num_threads(spec.threads)
+    runtime = ModelRuntime(spec.model, threads=spec.threads)
+    patch = load_patch(spec.patch, context=make_context(runtime))
+    map_thread.join()
+    if "map_error" in loaded:
+        raise loaded["map_error"]
+    output = spec.output.open(runtime.info.samplerate, runtime.info.channels)
+    return runtime, patch, loaded["map"], output
+
+
 def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> None:
     """Entry point of the decode process. Builds its side, says ready, runs until told to stop."""
     # Ctrl-C reaches the whole process group; the control process decides when to stop us
@@ -333,17 +367,7 @@ def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> 
             state_conn.send(msg)
 
     try:
-        import torch
-
-        torch.set_num_threads(spec.threads)
-        runtime = ModelRuntime(spec.model, threads=spec.threads)
-        patch = load_patch(spec.patch, context=make_context(runtime))
-        latent_map = None
-        if spec.latent_map:
-            from mappings.latentmap import LatentMap
-
-            latent_map = LatentMap.load(spec.latent_map)
-        output = spec.output.open(runtime.info.samplerate, runtime.info.channels)
+        runtime, patch, latent_map, output = build(spec)
     except Exception as exc:  # ModelError, PatchError, OutputError...: the control side explains
         send(("error", f"{type(exc).__name__}: {exc}"))
         return
