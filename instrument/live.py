@@ -270,7 +270,7 @@ class LiveEngine:
             elif kind == "out":
                 self.sender.outbox.put(msg[1])
             elif kind == "error_msg":
-                self.reporter.last_message = msg[1]
+                self.reporter.unsent.append(msg[1])
             elif kind == "stopped":
                 self._apply_snapshot(msg[1])
                 self.final = (msg[1], msg[2])
@@ -337,9 +337,8 @@ class LiveEngine:
         # -1 = unknown (nothing measured yet, or no model card): Max and Pd choke on NaN
         msgs.append(("/sillage/state/latency_ms", tuple(v if math.isfinite(v) else -1.0 for v in values)))
         msgs.append(("/sillage/state/decode_ms", self.decode_ms()))
-        if self.reporter.last_message:
-            msgs.append(("/sillage/state/error", (self.reporter.last_message,)))
-            self.reporter.last_message = ""
+        for text in self.reporter.take_unsent():
+            msgs.append(("/sillage/state/error", (text,)))
         return msgs
 
     def status_line(self) -> str:

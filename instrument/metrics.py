@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import TextIO
 
@@ -76,12 +76,15 @@ class Reporter:
         self._suppressed: Counter[str] = Counter()
         self.stream = stream
         self.sink = sink
-        self.last_message = ""
+        self.unsent: deque[str] = deque(maxlen=16)  # printed, not yet sent as state
 
-    def reject(self, kind: str, message: str) -> None:
+    def reject(self, kind: str, message: str, *, always: bool = False) -> None:
+        """Count one rejected input; print it unless this kind printed less than
+        ``interval_s`` ago (``always``: rare events that must never be hidden, e.g. a failed
+        model load)."""
         self.counts[kind] += 1
         now = time.monotonic()
-        if now - self._last.get(kind, -1e9) < self.interval_s:
+        if not always and now - self._last.get(kind, -1e9) < self.interval_s:
             self._suppressed[kind] += 1
             return
         more = self._suppressed.pop(kind, 0)
@@ -89,10 +92,15 @@ class Reporter:
         text = f"sillage: rejected ({kind}): {message}"
         if more:
             text += f"  [+{more} more {kind} since last report]"
-        self.last_message = text
+        self.unsent.append(text)
         print(text, file=self.stream or sys.stderr, flush=True)
         if self.sink is not None:
             self.sink(text)
+
+    def take_unsent(self) -> list[str]:
+        out = list(self.unsent)
+        self.unsent.clear()
+        return out
 
     @property
     def total(self) -> int:

@@ -214,9 +214,14 @@ class ModelRuntime:
         self._alloc_frame()
         self.warmup()
 
-    def warmup(self, n_calls: int = 3) -> None:
+    def warmup(self, n_calls: int | None = None) -> None:
         """Decode zeros a few times: TorchScript's profiling executor optimises on the first
-        calls (160–400 ms on big models), which must not happen on the audio path."""
+        calls (160–400 ms on big models), which must not happen on the audio path. It also
+        flushes the streaming caches: RAVE's exporter saves them filled by its own test calls
+        on random input, so warm up for longer than the model's delay (8 frames if unknown)."""
+        if n_calls is None:
+            delay = self.info.delay_samples
+            n_calls = max(3, -(-delay // self.info.ratio) + 1) if delay is not None else 8
         z = np.zeros((self.info.latent_size, 1), dtype=np.float32)
         for _ in range(n_calls):
             self._decode_tensor(z)

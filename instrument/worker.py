@@ -247,7 +247,8 @@ class DecodeWorker:
             else:
                 swap = Swap(patch=load_patch(arg, context=make_context(self.loop.runtime)))
         except (ModelError, PatchError, OSError) as exc:
-            self.reporter.reject(kind, f"{exc} (still playing the previous {kind})")
+            self.reporter.reject(kind, f"{type(exc).__name__}: {exc} (still playing the previous {kind})",
+                                 always=True)
             return
         self.swaps.put(Event(self.loop.t, "/sillage/_swap", (swap,)))
         print(f"sillage: loaded {kind} {arg}", flush=True)

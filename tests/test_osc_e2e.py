@@ -250,3 +250,42 @@ def test_ctrl_c_stops_cleanly(mono_model: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, rest
     assert "Sillage stopped" in rest and "Traceback" not in rest, rest
     assert (tmp_path / "o.wav").stat().st_size > 1000
+
+
+def test_bad_model_and_patch_loads_keep_playing_and_good_ones_swap(
+    engine: dict[str, Any], tmp_path: Path, stereo_model: Path
+) -> None:
+    from tests.modelfixtures import corrupt_model, wrong_interface_model
+
+    listener = StateListener()
+    client = SimpleUDPClient("127.0.0.1", engine["port"])
+    try:
+        client.send_message("/sillage/subscribe", listener.port)
+        client.send_message("/sillage/latent/0", 1.5)
+        listener.wait_for("/sillage/state/latent", lambda a: a[0] > 1.49)
+        for bad in (corrupt_model(tmp_path / "c.ts"), wrong_interface_model(tmp_path / "w.ts")):
+            client.send_message("/sillage/model", str(bad))
+        client.send_message("/sillage/patch", "no-such-patch")
+        err = listener.wait_for("/sillage/state/error", lambda a: "no-such-patch" in a[0])
+        assert "shipped patches" in err[0]  # the message names the fix
+        # nothing moved: same model, same latent, still sounding
+        listener.messages.clear()
+        assert listener.wait_for("/sillage/state/latent")[0] > 1.49
+        assert listener.wait_for("/sillage/state/level")[0] > -60
+        # a good model swaps in at a frame boundary and is announced
+        client.send_message("/sillage/model", str(stereo_model))
+        assert listener.wait_for("/sillage/state/model", lambda a: a[0] == "osc-stereo")[2] == 128
+        client.send_message("/sillage/patch", "dancer-riot")
+        # sensor patches move around the centre (no sensor here: the latent sits on it)
+        client.send_message("/sillage/centre", [-1.0, 0.0, 0.0, 0.0])
+        listener.wait_for("/sillage/state/latent", lambda a: a[0] < -0.99)
+    finally:
+        listener.close()
+        client._sock.close()
+    engine["proc"].send_signal(signal.SIGTERM)
+    engine["proc"].wait(timeout=30)
+    text = "".join(engine["lines"])
+    assert "ModelError" in text and "not a loadable TorchScript model" in text
+    assert "no 'decode' method" in text
+    assert "loaded model" in text and "loaded patch dancer-riot" in text
+    assert "Traceback" not in text
