@@ -35,11 +35,17 @@ def throughput(model: Path, frames: int = 200, trials: int = 40) -> dict[str, fl
     rt = ModelRuntime(model)
     ModelRuntime.prepare_thread()
     info = rt.info
-    loop = DecodeLoop(rt.fresh(), load_patch("default", context=PatchContext(info.latent_size, info.samplerate)), EventQueue())
+    loop = DecodeLoop(
+        rt.fresh(),
+        load_patch("default", context=PatchContext(info.latent_size, info.samplerate)),
+        EventQueue(),
+    )
     raw = rt.fresh()
     # the same latent path for both: a smooth random walk, as a performer would play
     rng = np.random.default_rng(0)
-    path = np.cumsum(rng.normal(scale=0.05, size=(frames, info.latent_size)), axis=0).astype(np.float32)
+    path = np.cumsum(rng.normal(scale=0.05, size=(frames, info.latent_size)), axis=0).astype(
+        np.float32
+    )
     loop.state.smoothing_ms = 0.0
     target = loop.state.target
 
@@ -86,9 +92,26 @@ def soak(model: Path, seconds: float, rate: float, blocksize: int, prebuffer: in
     with jack_server(samplerate=48000, period=blocksize) as server:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server)
         res = subprocess.run(
-            [sys.executable, "-m", "benchmarks.soak", "--model", str(model), "--seconds", str(seconds),
-             "--rate", str(rate), "--blocksize", str(blocksize), "--prebuffer", str(prebuffer)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 120,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.soak",
+                "--model",
+                str(model),
+                "--seconds",
+                str(seconds),
+                "--rate",
+                str(rate),
+                "--blocksize",
+                str(blocksize),
+                "--prebuffer",
+                str(prebuffer),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 120,
         )
     if res.returncode != 0:
         return {"error": res.stderr[-2000:]}
@@ -102,9 +125,24 @@ def cold_start(model: Path) -> dict:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server, PYTHONUNBUFFERED="1")
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "run_instrument.py", "--model", str(model), "--device", "system JACK",
-             "--seconds", "2", "--no-ui", "--osc-port", "0"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "run_instrument.py",
+                "--model",
+                str(model),
+                "--device",
+                "system JACK",
+                "--seconds",
+                "2",
+                "--no-ui",
+                "--osc-port",
+                "0",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         ready = None
         assert proc.stdout is not None
@@ -112,8 +150,11 @@ def cold_start(model: Path) -> dict:
             if line.startswith("Sillage ready") and ready is None:
                 ready = time.perf_counter() - t0
         proc.wait(timeout=60)
-    return {"cold_start_to_first_sound_s": ready, "goal_s": 5.0,
-            "note": "launch → ring prefilled and stream running; first sound follows within one block"}
+    return {
+        "cold_start_to_first_sound_s": ready,
+        "goal_s": 5.0,
+        "note": "launch → ring prefilled and stream running; first sound follows within one block",
+    }
 
 
 def main() -> None:
@@ -126,9 +167,13 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = bench_model(Path(tmp))
-        result = {"model": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else model.name}
+        result = {
+            "model": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else model.name
+        }
         result["throughput"] = throughput(model)
-        result["soak"] = soak(model, 10.0 if args.quick else args.seconds, args.rate, args.blocksize, args.prebuffer)
+        result["soak"] = soak(
+            model, 10.0 if args.quick else args.seconds, args.rate, args.blocksize, args.prebuffer
+        )
         result["cold_start"] = cold_start(model)
     emit("engine", result)
 

@@ -10,7 +10,12 @@ from pythonosc.udp_client import SimpleUDPClient
 
 
 def main() -> None:
-    port, rate, seconds, dims = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+    port, rate, seconds, dims = (
+        int(sys.argv[1]),
+        float(sys.argv[2]),
+        float(sys.argv[3]),
+        int(sys.argv[4]),
+    )
     client = SimpleUDPClient("127.0.0.1", port)
     rng = random.Random(0)
     period = 1.0 / rate

@@ -34,7 +34,9 @@ def main() -> None:
     ap.add_argument("--blocksize", type=int, default=256)
     ap.add_argument("--prebuffer", type=int, default=1024)
     ap.add_argument("--no-neighbour", action="store_true")
-    ap.add_argument("--in-process", action="store_true", help="decode worker on a thread of this process")
+    ap.add_argument(
+        "--in-process", action="store_true", help="decode worker on a thread of this process"
+    )
     args = ap.parse_args()
 
     import sounddevice as sd
@@ -42,9 +44,15 @@ def main() -> None:
     from instrument.live import LiveConfig, LiveEngine, OutputSpec, WorkerSpec
 
     spec = WorkerSpec(
-        model=args.model, patch="default", prebuffer=args.prebuffer,
-        output=OutputSpec(kind="device", device="system JACK", blocksize=args.blocksize,
-                          capacity=args.prebuffer + 8192 + 256),
+        model=args.model,
+        patch="default",
+        prebuffer=args.prebuffer,
+        output=OutputSpec(
+            kind="device",
+            device="system JACK",
+            blocksize=args.blocksize,
+            capacity=args.prebuffer + 8192 + 256,
+        ),
     )
     cfg = LiveConfig(samplerate=0, blocksize=args.blocksize, prebuffer=args.prebuffer, osc_port=0)
     engine = LiveEngine(spec, cfg, in_process=args.in_process)
@@ -57,9 +65,18 @@ def main() -> None:
         neighbour = threading.Thread(target=busy, args=(stop, counter), daemon=True)
         neighbour.start()
     sender = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.osc_load", str(port), str(args.rate), str(args.seconds),
-         str(engine.model_info[3])],
-        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.osc_load",
+            str(port),
+            str(args.rate),
+            str(args.seconds),
+            str(engine.model_info[3]),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     sent_out, _ = sender.communicate(timeout=args.seconds + 30)
     stop.set()
@@ -70,29 +87,38 @@ def main() -> None:
     p50, p99 = engine.decode_ms()
     med, jit = engine.latency_ms()
     lat = np.asarray(engine.snap.get("latency_values_ms") or [])
-    print(json.dumps({
-        "mode": "in-process thread" if args.in_process else "decode process",
-        "seconds": args.seconds,
-        "blocksize": args.blocksize,
-        "prebuffer": args.prebuffer,
-        "osc_rate_hz": args.rate,
-        "osc_sent": int(sent_out.strip() or 0),
-        "osc_accepted": engine_accepted,
-        "gil_neighbour": neighbour is not None,
-        "neighbour_loops": counter[0],
-        "frames": m.frames,
-        "underruns": m.underruns,
-        "device_underflows": m.device_underflows,
-        "device_stats": stats,
-        "decode_ms_p50": p50,
-        "decode_ms_p99": p99,
-        "latency_ms_median": med,
-        "latency_ms_jitter_std": jit,
-        "latency_ms_p5_p95": [float(np.percentile(lat, 5)), float(np.percentile(lat, 95))] if lat.size else [],
-        "latency_budget_ms": engine.latency_terms_ms(),
-        "model": engine.model_info[0], "ratio": engine.model_info[2], "samplerate": engine.samplerate,
-        "portaudio": sd.get_portaudio_version()[1],
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "mode": "in-process thread" if args.in_process else "decode process",
+                "seconds": args.seconds,
+                "blocksize": args.blocksize,
+                "prebuffer": args.prebuffer,
+                "osc_rate_hz": args.rate,
+                "osc_sent": int(sent_out.strip() or 0),
+                "osc_accepted": engine_accepted,
+                "gil_neighbour": neighbour is not None,
+                "neighbour_loops": counter[0],
+                "frames": m.frames,
+                "underruns": m.underruns,
+                "device_underflows": m.device_underflows,
+                "device_stats": stats,
+                "decode_ms_p50": p50,
+                "decode_ms_p99": p99,
+                "latency_ms_median": med,
+                "latency_ms_jitter_std": jit,
+                "latency_ms_p5_p95": [float(np.percentile(lat, 5)), float(np.percentile(lat, 95))]
+                if lat.size
+                else [],
+                "latency_budget_ms": engine.latency_terms_ms(),
+                "model": engine.model_info[0],
+                "ratio": engine.model_info[2],
+                "samplerate": engine.samplerate,
+                "portaudio": sd.get_portaudio_version()[1],
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

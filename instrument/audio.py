@@ -50,7 +50,9 @@ def find_device(spec: str | int | None, *, kind: str = "output") -> int | None:
         if all(w in text for w in words):
             matches.append((i, f"{dev['name']}, {apis[dev['hostapi']]['name']}"))
     if not matches:
-        raise OutputError(f"no {kind} device matches {spec!r}; `python run_instrument.py -l` lists them")
+        raise OutputError(
+            f"no {kind} device matches {spec!r}; `python run_instrument.py -l` lists them"
+        )
     if len(matches) > 1:
         listing = "; ".join(f"{i}: {name}" for i, name in matches)
         raise OutputError(f"{spec!r} matches several {kind} devices ({listing}); give the number")
@@ -75,15 +77,28 @@ class RingOutput:
     device : int or None
     """
 
-    def __init__(self, *, samplerate: int, channels: int, blocksize: int, capacity: int,
-                 device: int | None = None, latency: Any = "low") -> None:
+    def __init__(
+        self,
+        *,
+        samplerate: int,
+        channels: int,
+        blocksize: int,
+        capacity: int,
+        device: int | None = None,
+        latency: Any = "low",
+    ) -> None:
         import rtmixer
         import sounddevice as sd
 
         self._rtmixer = rtmixer
         try:
-            self.mixer = rtmixer.Mixer(device=device, channels=channels, blocksize=blocksize,
-                                       samplerate=samplerate, latency=latency)
+            self.mixer = rtmixer.Mixer(
+                device=device,
+                channels=channels,
+                blocksize=blocksize,
+                samplerate=samplerate,
+                latency=latency,
+            )
         except (sd.PortAudioError, ValueError) as exc:
             raise OutputError(
                 f"cannot open the audio output ({exc}); check --device/--samplerate "
@@ -190,8 +205,11 @@ class RingOutput:
             s = self.mixer.stats
             self.device_underflows += int(s.output_underflows)
             self._blocks += int(s.blocks)
-            stats = {"blocks": self._blocks, "device_underflows": self.device_underflows,
-                     "device_underflow_at": self.device_underflow_times}
+            stats = {
+                "blocks": self._blocks,
+                "device_underflows": self.device_underflows,
+                "device_underflow_at": self.device_underflow_times,
+            }
         except Exception:
             pass
         self.mixer.close()
@@ -205,8 +223,9 @@ class ClockOutput:
     decode worker is paced exactly as a device would pace it.
     """
 
-    def __init__(self, *, samplerate: int, channels: int, blocksize: int, capacity: int,
-                 keep: bool = True) -> None:
+    def __init__(
+        self, *, samplerate: int, channels: int, blocksize: int, capacity: int, keep: bool = True
+    ) -> None:
         self.samplerate = samplerate
         self.channels = channels
         self.blocksize = blocksize

@@ -47,25 +47,95 @@ def build_parser() -> argparse.ArgumentParser:
         "default patch with the default model; send OSC to 127.0.0.1:7770 (docs/osc.md).",
     )
     p.add_argument("-l", "--list-devices", action="store_true", help="list audio devices and exit")
-    p.add_argument("-d", "--device", help="output device: number or name substring (device or host API, e.g. 'JACK Audio')")
-    p.add_argument("-r", "--samplerate", type=_positive_int, help="device sample rate (default: the model's; resampled when they differ)")
-    p.add_argument("-b", "--blocksize", type=int, default=256, help="audio block in frames (default 256; offline: output block, result is the same)")
-    p.add_argument("--prebuffer", type=_positive_int, default=1024, help="ring prebuffer in frames between decode and audio (default 1024 = 21 ms at 48 kHz)")
-    p.add_argument("-m", "--model", default=None, help=f"TorchScript model with the nn~ interface (default {DEFAULT_MODEL.relative_to(ROOT)})")
-    p.add_argument("-p", "--patch", default="default", help="patch name in patches/ or a .toml path (default: default)")
-    p.add_argument("--map", default=None, help="latent map .npz for /sillage/xy (default: the model's MODEL.map.npz if present)")
-    p.add_argument("--osc-port", type=int, default=7770, help="OSC port to listen on (default 7770)")
-    p.add_argument("--listen", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for other machines)")
-    p.add_argument("--state-to", type=_host_port, action="append", default=None, metavar="HOST:PORT", help="send state here (default 127.0.0.1:7771; repeatable); Max/Pd can also send /sillage/subscribe PORT")
+    p.add_argument(
+        "-d",
+        "--device",
+        help="output device: number or name substring (device or host API, e.g. 'JACK Audio')",
+    )
+    p.add_argument(
+        "-r",
+        "--samplerate",
+        type=_positive_int,
+        help="device sample rate (default: the model's; resampled when they differ)",
+    )
+    p.add_argument(
+        "-b",
+        "--blocksize",
+        type=int,
+        default=256,
+        help="audio block in frames (default 256; offline: output block, result is the same)",
+    )
+    p.add_argument(
+        "--prebuffer",
+        type=_positive_int,
+        default=1024,
+        help="ring prebuffer in frames between decode and audio (default 1024 = 21 ms at 48 kHz)",
+    )
+    p.add_argument(
+        "-m",
+        "--model",
+        default=None,
+        help=f"TorchScript model with the nn~ interface (default {DEFAULT_MODEL.relative_to(ROOT)})",
+    )
+    p.add_argument(
+        "-p",
+        "--patch",
+        default="default",
+        help="patch name in patches/ or a .toml path (default: default)",
+    )
+    p.add_argument(
+        "--map",
+        default=None,
+        help="latent map .npz for /sillage/xy (default: the model's MODEL.map.npz if present)",
+    )
+    p.add_argument(
+        "--osc-port", type=int, default=7770, help="OSC port to listen on (default 7770)"
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for other machines)",
+    )
+    p.add_argument(
+        "--state-to",
+        type=_host_port,
+        action="append",
+        default=None,
+        metavar="HOST:PORT",
+        help="send state here (default 127.0.0.1:7771; repeatable); Max/Pd can also send /sillage/subscribe PORT",
+    )
     p.add_argument("--no-ui", action="store_true", help="do not start the latent map window")
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads for decoding (default 1: measured best under load)")
-    p.add_argument("--record-dir", default="recordings", help="where /sillage/record sessions and /sillage/tag marks go (default ./recordings)")
-    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (offline: length of the render)")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch threads for decoding (default 1: measured best under load)",
+    )
+    p.add_argument(
+        "--record-dir",
+        default="recordings",
+        help="where /sillage/record sessions and /sillage/tag marks go (default ./recordings)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="stop after this many seconds (offline: length of the render)",
+    )
     g = p.add_argument_group("offline render")
     g.add_argument("--offline", metavar="OUT.wav", help="render to a file instead of playing")
-    g.add_argument("--score", help="JSON Lines score: {\"t\": 0.25, \"address\": \"/sillage/latent/0\", \"args\": [1.5]} per line")
-    g.add_argument("--seed", type=int, default=0, help="random seed (same inputs and seed → identical file)")
-    g.add_argument("--realtime", action="store_true", help="with --offline: run live at real time with OSC up, no sound card, and write what was played")
+    g.add_argument(
+        "--score",
+        help='JSON Lines score: {"t": 0.25, "address": "/sillage/latent/0", "args": [1.5]} per line',
+    )
+    g.add_argument(
+        "--seed", type=int, default=0, help="random seed (same inputs and seed → identical file)"
+    )
+    g.add_argument(
+        "--realtime",
+        action="store_true",
+        help="with --offline: run live at real time with OSC up, no sound card, and write what was played",
+    )
     return p
 
 
@@ -79,8 +149,12 @@ def resolve_model(arg: str | None) -> Path:
     path = Path(arg) if arg else DEFAULT_MODEL
     if not path.is_file():
         if arg is None:
-            raise UserError(f"the default model {DEFAULT_MODEL} is missing; restore it with `git checkout models/default` or pass --model MODEL.ts")
-        raise UserError(f"model file {arg!r} not found; pass --model with a path to a TorchScript (.ts) file")
+            raise UserError(
+                f"the default model {DEFAULT_MODEL} is missing; restore it with `git checkout models/default` or pass --model MODEL.ts"
+            )
+        raise UserError(
+            f"model file {arg!r} not found; pass --model with a path to a TorchScript (.ts) file"
+        )
     return path
 
 
@@ -94,7 +168,9 @@ def map_path(arg: str | None, model: Path) -> Path | None:
     if path.is_file():
         return path
     if arg:
-        raise UserError(f"map {arg!r} not found; build one with `python -m ui.map build --model MODEL AUDIO_DIR --out MAP.npz`")
+        raise UserError(
+            f"map {arg!r} not found; build one with `python -m ui.map build --model MODEL AUDIO_DIR --out MAP.npz`"
+        )
     return None
 
 
@@ -138,8 +214,10 @@ def status_line(snap: dict[str, Any]) -> str:
     model_delay = "" if math.isfinite(terms.get("model", math.nan)) else " + model delay unknown"
     total = sum(v for v in terms.values() if math.isfinite(v))
     rs = f" → {sr} Hz (resampled)" if sr != model_sr else ""
-    return (f"Sillage: model {name} ({model_sr} Hz{rs}, ratio {ratio}, latent {latent}, "
-            f"{'stereo' if channels == 2 else 'mono'})  latency budget ≤ {total:.1f} ms = {budget}{model_delay}")
+    return (
+        f"Sillage: model {name} ({model_sr} Hz{rs}, ratio {ratio}, latent {latent}, "
+        f"{'stereo' if channels == 2 else 'mono'})  latency budget ≤ {total:.1f} ms = {budget}{model_delay}"
+    )
 
 
 def run_offline(args: argparse.Namespace) -> int:
@@ -172,17 +250,28 @@ def run_offline(args: argparse.Namespace) -> int:
 
     sr = args.samplerate or runtime.info.samplerate
     t0 = time.perf_counter()
-    audio = render(runtime, patch, events, seconds=args.seconds, samplerate=sr,
-                   blocksize=args.blocksize, seed=args.seed, reporter=reporter, load_patch=loader,
-                   latent_map=latent_map)
+    audio = render(
+        runtime,
+        patch,
+        events,
+        seconds=args.seconds,
+        samplerate=sr,
+        blocksize=args.blocksize,
+        seed=args.seed,
+        reporter=reporter,
+        load_patch=loader,
+        latent_map=latent_map,
+    )
     elapsed = time.perf_counter() - t0
     write_wav(out, audio, sr)
     import numpy as np
 
     rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if audio.size else 0.0
-    print(f"Sillage: rendered {args.seconds:g} s to {out} ({sr} Hz, {audio.shape[1]} ch, "
-          f"RMS {20 * math.log10(rms + 1e-12):.1f} dBFS) in {elapsed:.2f} s "
-          f"({args.seconds / max(elapsed, 1e-9):.0f}× real time); rejected events: {reporter.total}")
+    print(
+        f"Sillage: rendered {args.seconds:g} s to {out} ({sr} Hz, {audio.shape[1]} ch, "
+        f"RMS {20 * math.log10(rms + 1e-12):.1f} dBFS) in {elapsed:.2f} s "
+        f"({args.seconds / max(elapsed, 1e-9):.0f}× real time); rejected events: {reporter.total}"
+    )
     return 0
 
 
@@ -191,8 +280,14 @@ def _config(args: argparse.Namespace) -> Any:
 
     state_to = tuple(args.state_to) if args.state_to else (("127.0.0.1", 7771),)
     try:
-        return LiveConfig(samplerate=args.samplerate or 0, blocksize=args.blocksize, prebuffer=args.prebuffer,
-                          osc_host=args.listen, osc_port=args.osc_port, state_to=state_to)
+        return LiveConfig(
+            samplerate=args.samplerate or 0,
+            blocksize=args.blocksize,
+            prebuffer=args.prebuffer,
+            osc_host=args.listen,
+            osc_port=args.osc_port,
+            state_to=state_to,
+        )
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
@@ -208,16 +303,31 @@ def _spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> A
         raise UserError(f"PatchError: {exc}") from None
     the_map = map_path(args.map, model)
     blocksize = args.blocksize if kind == "device" else (args.blocksize or 256)
-    output = OutputSpec(kind=kind, blocksize=blocksize, capacity=args.prebuffer + 8192 + max(blocksize, 256),
-                        samplerate=args.samplerate, device=args.device, keep_audio=wav_out is not None)
-    return WorkerSpec(model=str(model), patch=args.patch, output=output, prebuffer=args.prebuffer,
-                      threads=args.threads, latent_map=str(the_map) if the_map else None,
-                      wav_out=str(wav_out) if wav_out else None, record_dir=args.record_dir)
+    output = OutputSpec(
+        kind=kind,
+        blocksize=blocksize,
+        capacity=args.prebuffer + 8192 + max(blocksize, 256),
+        samplerate=args.samplerate,
+        device=args.device,
+        keep_audio=wav_out is not None,
+    )
+    return WorkerSpec(
+        model=str(model),
+        patch=args.patch,
+        output=output,
+        prebuffer=args.prebuffer,
+        threads=args.threads,
+        latent_map=str(the_map) if the_map else None,
+        wav_out=str(wav_out) if wav_out else None,
+        record_dir=args.record_dir,
+    )
 
 
-NO_OUTPUT_HINT = ("No usable audio output: start JACK (e.g. `jackd -d dummy -r 48000 -p 256 &`, then "
-                  "--device 'JACK Audio'), pick one from --list-devices, or render a file with "
-                  "--offline OUT.wav --seconds 10")
+NO_OUTPUT_HINT = (
+    "No usable audio output: start JACK (e.g. `jackd -d dummy -r 48000 -p 256 &`, then "
+    "--device 'JACK Audio'), pick one from --list-devices, or render a file with "
+    "--offline OUT.wav --seconds 10"
+)
 
 
 def _play(args: argparse.Namespace, engine: Any) -> None:
@@ -235,9 +345,11 @@ def _play(args: argparse.Namespace, engine: Any) -> None:
         engine.stop()
         raise UserError(str(exc)) from None
     print(status_line(engine.snap), flush=True)
-    print(f"Sillage ready: OSC on {engine.config.osc_host}:{engine.inputs[0].port}, patch {engine.snap['patch']}; "
-          f"state to {', '.join(f'{h}:{p}' for h, p in engine.sender.subscribers) or 'subscribers'}; Ctrl-C stops",
-          flush=True)
+    print(
+        f"Sillage ready: OSC on {engine.config.osc_host}:{engine.inputs[0].port}, patch {engine.snap['patch']}; "
+        f"state to {', '.join(f'{h}:{p}' for h, p in engine.sender.subscribers) or 'subscribers'}; Ctrl-C stops",
+        flush=True,
+    )
     ui = None if args.no_ui else start_ui(args, engine)
     stop = {"now": False}
 
@@ -262,10 +374,12 @@ def _play(args: argparse.Namespace, engine: Any) -> None:
             ui.terminate()
         p50, p99 = engine.decode_ms()
         med, jit = engine.latency_ms()
-        print(f"Sillage stopped: {engine.metrics.frames} frames, underruns {engine.metrics.underruns}, "
-              f"decode p50 {p50:.2f} ms p99 {p99:.2f} ms, latency {med:.1f}±{jit:.1f} ms, "
-              f"rejected {engine.rejected() or 0}"
-              + (f", device {stats}" if stats else ""), flush=True)
+        print(
+            f"Sillage stopped: {engine.metrics.frames} frames, underruns {engine.metrics.underruns}, "
+            f"decode p50 {p50:.2f} ms p99 {p99:.2f} ms, latency {med:.1f}±{jit:.1f} ms, "
+            f"rejected {engine.rejected() or 0}" + (f", device {stats}" if stats else ""),
+            flush=True,
+        )
 
 
 def run_realtime(args: argparse.Namespace, out: Path) -> int:
@@ -289,8 +403,15 @@ def start_ui(args: argparse.Namespace, engine: Any) -> subprocess.Popen[bytes] |
     """The map window runs in its own process: it never shares the GIL with the decode worker."""
     if not (ROOT / "ui" / "__main__.py").is_file():
         return None
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")):
-        print("Sillage: no display, not starting the map window (run `python -m ui` where there is one)", flush=True)
+    if not (
+        os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+        or sys.platform in ("darwin", "win32")
+    ):
+        print(
+            "Sillage: no display, not starting the map window (run `python -m ui` where there is one)",
+            flush=True,
+        )
         return None
     host = "127.0.0.1" if engine.config.osc_host in ("0.0.0.0", "") else engine.config.osc_host
     cmd = [sys.executable, "-m", "ui", "--engine", f"{host}:{engine.inputs[0].port}"]
@@ -313,9 +434,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.offline:
             return run_offline(args)
         if args.realtime:
-            raise UserError("--realtime goes with --offline OUT.wav (a headless live run written to a file)")
+            raise UserError(
+                "--realtime goes with --offline OUT.wav (a headless live run written to a file)"
+            )
         return run_live(args)
     except UserError as exc:
         parser.exit(1, f"sillage: {exc}\n")
     return 0
-

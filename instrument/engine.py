@@ -74,10 +74,14 @@ class Resampler:
     def __init__(self, in_rate: int, out_rate: int, channels: int) -> None:
         import soxr
 
-        self._stream = soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality="HQ")
+        self._stream = soxr.ResampleStream(
+            in_rate, out_rate, channels, dtype="float32", quality="HQ"
+        )
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        return np.asarray(self._stream.resample_chunk(frame), dtype=np.float32).reshape(-1, frame.shape[1])
+        return np.asarray(self._stream.resample_chunk(frame), dtype=np.float32).reshape(
+            -1, frame.shape[1]
+        )
 
 
 class DecodeLoop:
@@ -158,7 +162,9 @@ class DecodeLoop:
         self.info = info
         old = getattr(self, "state", None)
         self.state = ControlState(info.latent_size)
-        self.trajectory = getattr(self, "trajectory", None) or Trajectory(info.latent_size, info.frame_s)
+        self.trajectory = getattr(self, "trajectory", None) or Trajectory(
+            info.latent_size, info.frame_s
+        )
         self.trajectory.frame_s = info.frame_s
         if self.trajectory.latent_size != info.latent_size:
             self.trajectory.resize(info.latent_size)
@@ -229,7 +235,8 @@ class DecodeLoop:
             assert index is not None
             if index >= st.latent_size:
                 self.reporter.reject(
-                    "range", f"{address}: this model has {st.latent_size} latent dimensions (0..{st.latent_size - 1})"
+                    "range",
+                    f"{address}: this model has {st.latent_size} latent dimensions (0..{st.latent_size - 1})",
                 )
                 return
             st.target[index] = args[0]
@@ -241,7 +248,10 @@ class DecodeLoop:
             st.centre[:n] = args[:n]
         elif path == "/sillage/xy":
             if self.latent_map is None:
-                self.reporter.reject("no_map", "/sillage/xy needs a map: start with --map MAP.npz (or a model with its .map.npz)")
+                self.reporter.reject(
+                    "no_map",
+                    "/sillage/xy needs a map: start with --map MAP.npz (or a model with its .map.npz)",
+                )
                 return
             z = self.latent_map.to_latent(args[0], args[1])
             n = min(len(z), st.latent_size)
@@ -275,7 +285,11 @@ class DecodeLoop:
         try:
             if kind == "model":
                 runtime = ModelRuntime(arg)
-                patch = self.load_patch(self.patch.name if self.patch.path else "default", runtime) if self.load_patch else None
+                patch = (
+                    self.load_patch(self.patch.name if self.patch.path else "default", runtime)
+                    if self.load_patch
+                    else None
+                )
                 self.swap(Swap(runtime=runtime, patch=patch))
             elif self.load_patch is not None:
                 self.swap(Swap(patch=self.load_patch(arg, self.runtime)))
@@ -308,7 +322,10 @@ class DecodeLoop:
             self.reporter.reject("mapping", f"{self.controller.name}: {type(exc).__name__}: {exc}")
             target = st.target
         if target.shape != (st.latent_size,):
-            self.reporter.reject("mapping", f"{self.controller.name} returned shape {target.shape}, expected ({st.latent_size},)")
+            self.reporter.reject(
+                "mapping",
+                f"{self.controller.name} returned shape {target.shape}, expected ({st.latent_size},)",
+            )
             target = st.target
         if st.scale != 1.0:
             target = st.centre + st.scale * (target - st.centre)
@@ -331,7 +348,11 @@ class DecodeLoop:
             if gain_to != 1.0:
                 frame *= gain_to
         else:
-            frame *= np.linspace(gain_from, gain_to, n, endpoint=False, dtype=np.float32)[:, None] if n > 1 else gain_to
+            frame *= (
+                np.linspace(gain_from, gain_to, n, endpoint=False, dtype=np.float32)[:, None]
+                if n > 1
+                else gain_to
+            )
         self._gain = gain_to if self._panic is None else self._gain
         frame = self.limiter.process(frame)
         if self.resampler is not None:

@@ -117,17 +117,21 @@ def parse_score_lines(lines: Iterable[str], *, name: str = "<score>") -> Iterato
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ScoreError(f"{name}:{lineno}: not JSON ({exc.msg}); expected "
-                             '{"t": 0.25, "address": "/sillage/latent/0", "args": [1.5]}') from None
+            raise ScoreError(
+                f"{name}:{lineno}: not JSON ({exc.msg}); expected "
+                '{"t": 0.25, "address": "/sillage/latent/0", "args": [1.5]}'
+            ) from None
         if not isinstance(obj, dict):
             raise ScoreError(f"{name}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         t = obj.get("t")
         address = obj.get("address")
         args = obj.get("args", [])
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
-            raise ScoreError(f"{name}:{lineno}: \"t\" must be a time in seconds >= 0, got {t!r}")
+            raise ScoreError(f'{name}:{lineno}: "t" must be a time in seconds >= 0, got {t!r}')
         if not isinstance(address, str) or not address.startswith("/"):
-            raise ScoreError(f"{name}:{lineno}: \"address\" must be an OSC address starting with '/', got {address!r}")
+            raise ScoreError(
+                f"{name}:{lineno}: \"address\" must be an OSC address starting with '/', got {address!r}"
+            )
         if not isinstance(args, list):
             args = [args]
         yield Event(float(t), address, tuple(args))
@@ -137,7 +141,10 @@ def write_score(path: str | Path, events: Iterable[Event]) -> None:
     """Write events as a JSON Lines score (the format :func:`read_score` reads)."""
     with open(path, "w", encoding="utf-8") as fh:
         for e in events:
-            fh.write(json.dumps({"t": round(e.time, 6), "address": e.address, "args": list(e.args)}) + "\n")
+            fh.write(
+                json.dumps({"t": round(e.time, 6), "address": e.address, "args": list(e.args)})
+                + "\n"
+            )
 
 
 def now() -> float:

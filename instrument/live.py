@@ -58,7 +58,9 @@ class LiveConfig:
         if self.prebuffer < 1:
             raise ValueError(f"prebuffer must be >= 1 frame, got {self.prebuffer}")
         if not 0 <= self.osc_port < 65536:
-            raise ValueError(f"osc port must be in 1..65535 (0: any free port), got {self.osc_port}")
+            raise ValueError(
+                f"osc port must be in 1..65535 (0: any free port), got {self.osc_port}"
+            )
 
 
 # ------------------------------------------------------------------------------------------
@@ -106,8 +108,14 @@ class LiveEngine:
         Run the decode worker on a thread of this process instead of its own process.
     """
 
-    def __init__(self, spec: WorkerSpec, config: LiveConfig, *, in_process: bool = False,
-                 reporter: Reporter | None = None) -> None:
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        config: LiveConfig,
+        *,
+        in_process: bool = False,
+        reporter: Reporter | None = None,
+    ) -> None:
         from instrument.state_out import StateSender
 
         self.spec = spec
@@ -171,8 +179,12 @@ class LiveEngine:
         ctx = mp.get_context("spawn")  # fork after torch/threads is unsafe
         ev_recv, ev_send = ctx.Pipe(duplex=False)
         st_recv, st_send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=decode_process_main, args=(self.spec, ev_recv, st_send),
-                                 name="sillage-decode", daemon=True)
+        self._proc = ctx.Process(
+            target=decode_process_main,
+            args=(self.spec, ev_recv, st_send),
+            name="sillage-decode",
+            daemon=True,
+        )
         self._proc.start()
         ev_recv.close()
         st_send.close()
@@ -196,7 +208,9 @@ class LiveEngine:
             if time.monotonic() > deadline:
                 self._proc.terminate()
                 raise EngineError(f"the decode process was not ready in {timeout_s:.0f} s")
-        self._receiver = threading.Thread(target=self._receive, name="sillage-state-in", daemon=True)
+        self._receiver = threading.Thread(
+            target=self._receive, name="sillage-state-in", daemon=True
+        )
         self._receiver.start()
 
     def _start_thread(self) -> None:
@@ -209,15 +223,24 @@ class LiveEngine:
             raise EngineError(f"{type(exc).__name__}: {exc}") from None
         q = EventQueue()
         self.queue = _QueueWithHook(q, self._on_put)
-        worker = DecodeWorker(runtime, patch, output, prebuffer=spec.prebuffer,
-                              source=_ThreadSource(q), latent_map=latent_map, reporter=self.reporter,
-                              send_out=self.sender.outbox.put, record_dir=spec.record_dir)
+        worker = DecodeWorker(
+            runtime,
+            patch,
+            output,
+            prebuffer=spec.prebuffer,
+            source=_ThreadSource(q),
+            latent_map=latent_map,
+            reporter=self.reporter,
+            send_out=self.sender.outbox.put,
+            record_dir=spec.record_dir,
+        )
         self._worker = worker
         worker.prefill()
         output.start()
         self._apply_snapshot(worker.snapshot())
-        self._thread = threading.Thread(target=worker.run, args=(self._tick_in_process,),
-                                        name="sillage-decode", daemon=True)
+        self._thread = threading.Thread(
+            target=worker.run, args=(self._tick_in_process,), name="sillage-decode", daemon=True
+        )
         self._thread.start()
 
     def _tick_in_process(self) -> None:
@@ -228,9 +251,16 @@ class LiveEngine:
         if cls is None:
             from instrument.osc_server import OSCInput as cls
         assert self._validator is not None
-        return cls(self.queue, host=host, port=port, controller=lambda: self._validator.controller,
-                   clock=lambda: 0.0, reporter=self.reporter, on_side=self.sender.on_side,
-                   name=name).start()
+        return cls(
+            self.queue,
+            host=host,
+            port=port,
+            controller=lambda: self._validator.controller,
+            clock=lambda: 0.0,
+            reporter=self.reporter,
+            on_side=self.sender.on_side,
+            name=name,
+        ).start()
 
     def _open_patch_ports(self) -> None:
         assert self._validator is not None
@@ -292,7 +322,9 @@ class LiveEngine:
         if old_model is not None and old_model != snap["model"]:
             self.sender.broadcast("/sillage/state/model", tuple(snap["model"][:4]))
             if snap.get("patch_path"):
-                threading.Thread(target=self._reload_validator, args=(snap["patch_path"],), daemon=True).start()
+                threading.Thread(
+                    target=self._reload_validator, args=(snap["patch_path"],), daemon=True
+                ).start()
         self.rejected_remote = snap["rejected"]
 
     # --- what the CLI and the state sender read -----------------------------------------------
@@ -332,10 +364,18 @@ class LiveEngine:
         msgs.append(("/sillage/state/underruns", (int(m.underruns),)))
         med, _ = self.latency_ms()
         t = self.latency_terms_ms()
-        values = (med, t.get("frame_wait", math.nan), t.get("prebuffer", math.nan), t.get("block", math.nan),
-                  t.get("device", math.nan), t.get("model", math.nan))
+        values = (
+            med,
+            t.get("frame_wait", math.nan),
+            t.get("prebuffer", math.nan),
+            t.get("block", math.nan),
+            t.get("device", math.nan),
+            t.get("model", math.nan),
+        )
         # -1 = unknown (nothing measured yet, or no model card): Max and Pd choke on NaN
-        msgs.append(("/sillage/state/latency_ms", tuple(v if math.isfinite(v) else -1.0 for v in values)))
+        msgs.append(
+            ("/sillage/state/latency_ms", tuple(v if math.isfinite(v) else -1.0 for v in values))
+        )
         msgs.append(("/sillage/state/decode_ms", self.decode_ms()))
         for text in self.reporter.take_unsent():
             msgs.append(("/sillage/state/error", (text,)))
@@ -346,9 +386,11 @@ class LiveEngine:
         med, jit = self.latency_ms()
         lat = f"{med:.1f}±{jit:.1f} ms" if math.isfinite(med) else "n/a"
         m = self.metrics
-        return (f"underruns {m.underruns} (device {m.device_underflows})  decode p50 {p50:.2f} ms "
-                f"p99 {p99:.2f} ms  ring {m.ring_fill}/{self.spec.prebuffer}  latency {lat}  "
-                f"level {m.rms_db:.0f} dB  rejected {sum(self.rejected().values())}")
+        return (
+            f"underruns {m.underruns} (device {m.device_underflows})  decode p50 {p50:.2f} ms "
+            f"p99 {p99:.2f} ms  ring {m.ring_fill}/{self.spec.prebuffer}  latency {lat}  "
+            f"level {m.rms_db:.0f} dB  rejected {sum(self.rejected().values())}"
+        )
 
     # --- stop ---------------------------------------------------------------------------
     def stop(self, timeout_s: float = 30.0) -> dict[str, Any]:

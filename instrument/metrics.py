@@ -68,8 +68,13 @@ class Reporter:
     ``sink`` also receives each printed message (e.g. to send ``/sillage/state/error``).
     """
 
-    def __init__(self, *, interval_s: float = 1.0, stream: TextIO | None = None,
-                 sink: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        interval_s: float = 1.0,
+        stream: TextIO | None = None,
+        sink: Callable[[str], None] | None = None,
+    ) -> None:
         self.counts: Counter[str] = Counter()
         self.interval_s = interval_s
         self._last: dict[str, float] = {}

@@ -61,8 +61,13 @@ def render(
     seed_everything(seed)
     rt = runtime.fresh()
     loop = DecodeLoop(
-        rt, patch, ScoreSource(events), samplerate=samplerate, reporter=reporter,
-        load_patch=load_patch, latent_map=latent_map,
+        rt,
+        patch,
+        ScoreSource(events),
+        samplerate=samplerate,
+        reporter=reporter,
+        load_patch=load_patch,
+        latent_map=latent_map,
     )
     import torch
 
@@ -75,7 +80,9 @@ def render(
             for block in writer.push(loop.step()):
                 blocks.append(block)
                 n += block.shape[0]
-    audio = np.concatenate(blocks)[:total] if blocks else np.zeros((0, loop.out_channels), np.float32)
+    audio = (
+        np.concatenate(blocks)[:total] if blocks else np.zeros((0, loop.out_channels), np.float32)
+    )
     return audio
 
 

@@ -32,8 +32,11 @@ SIDE_ADDRESSES = frozenset(
 class _Dispatcher(Dispatcher):
     """Hands every message of a packet to one callback; counts packets that do not parse."""
 
-    def __init__(self, on_message: Callable[[tuple[str, int], str, tuple[Any, ...]], None],
-                 reporter: Reporter) -> None:
+    def __init__(
+        self,
+        on_message: Callable[[tuple[str, int], str, tuple[Any, ...]], None],
+        reporter: Reporter,
+    ) -> None:
         super().__init__()
         self._on_message = on_message
         self._reporter = reporter
@@ -42,12 +45,17 @@ class _Dispatcher(Dispatcher):
         try:
             packet = osc_packet.OscPacket(data)
         except osc_packet.ParseError as exc:
-            self._reporter.reject("malformed", f"undecodable OSC packet of {len(data)} bytes from "
-                                  f"{client_address[0]} ({exc}); send OSC 1.0 messages")
+            self._reporter.reject(
+                "malformed",
+                f"undecodable OSC packet of {len(data)} bytes from "
+                f"{client_address[0]} ({exc}); send OSC 1.0 messages",
+            )
             return []
         except Exception as exc:  # python-osc raises other errors on some truncated packets
-            self._reporter.reject("malformed", f"undecodable OSC packet of {len(data)} bytes "
-                                  f"({type(exc).__name__}: {exc})")
+            self._reporter.reject(
+                "malformed",
+                f"undecodable OSC packet of {len(data)} bytes ({type(exc).__name__}: {exc})",
+            )
             return []
         for timed in packet.messages:
             msg = timed.message
@@ -69,8 +77,10 @@ class _Server(BlockingOSCUDPServer):
         if not ok:
             data = request[0]
             self._reporter.reject(
-                "malformed", f"datagram of {len(data)} bytes from {client_address[0]} is not OSC "
-                "(an OSC message starts with '/', a bundle with '#bundle')")
+                "malformed",
+                f"datagram of {len(data)} bytes from {client_address[0]} is not OSC "
+                "(an OSC message starts with '/', a bundle with '#bundle')",
+            )
         return ok
 
 
@@ -116,8 +126,12 @@ class OSCInput:
                 f"another program (or another Sillage) uses it: pick another port with --osc-port"
             ) from None
         self.host, self.port = self.server.server_address[:2]
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"sillage-{name}-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"sillage-{name}-{self.port}",
+            daemon=True,
+        )
 
     def start(self) -> OSCInput:
         self._thread.start()

@@ -142,7 +142,7 @@ ADDRESSES: tuple[Address, ...] = (
     Address(
         "/sillage/tag",
         "s",
-        "Mark this moment with a word (\"keep\", \"drop\", ...). Tags go to the session record "
+        'Mark this moment with a word ("keep", "drop", ...). Tags go to the session record '
         "and can feed the next training round.",
         example="/sillage/tag keep",
         group="session",
@@ -183,11 +183,11 @@ ADDRESSES: tuple[Address, ...] = (
     Address(
         "/sillage/learn",
         "s",
-        "Regression by demonstration: \"record\" pairs the current inputs with the current "
-        "latent, \"stop\" ends recording, \"train\", \"run\", \"pause\", \"clear\", "
-        "\"save\" (examples to the patch's file); \"midi\" (learn: the next moved MIDI "
-        "control is bound); \"calibrate\" / \"calibrate_stop\" (capture sensor ranges), "
-        "\"centre\" (the current pose becomes the centre).",
+        'Regression by demonstration: "record" pairs the current inputs with the current '
+        'latent, "stop" ends recording, "train", "run", "pause", "clear", '
+        '"save" (examples to the patch\'s file); "midi" (learn: the next moved MIDI '
+        'control is bound); "calibrate" / "calibrate_stop" (capture sensor ranges), '
+        '"centre" (the current pose becomes the centre).',
         example="/sillage/learn record",
         group="learn",
         names=("command",),
@@ -328,7 +328,9 @@ def _as_float(value: Any) -> float | None:
     return None
 
 
-def validate(path: str, args: tuple[Any, ...] | list[Any]) -> tuple[Address, int | None, tuple[Any, ...]]:
+def validate(
+    path: str, args: tuple[Any, ...] | list[Any]
+) -> tuple[Address, int | None, tuple[Any, ...]]:
     """Check one incoming message against the table and normalise its arguments.
 
     Numbers of any OSC type become ``float`` (``i`` arguments become ``int``); NaN, inf,
@@ -337,7 +339,9 @@ def validate(path: str, args: tuple[Any, ...] | list[Any]) -> tuple[Address, int
     """
     entry, index = lookup(path)
     if entry.direction != "in":
-        raise OSCInputError("unknown_address", f"{path} is a state address the engine sends, not one it accepts")
+        raise OSCInputError(
+            "unknown_address", f"{path} is a state address the engine sends, not one it accepts"
+        )
     want = entry.types
     args = tuple(args)
     variadic = want.endswith("*")
@@ -363,7 +367,8 @@ def validate(path: str, args: tuple[Any, ...] | list[Any]) -> tuple[Address, int
         number = _as_float(value)
         if number is None:
             raise OSCInputError(
-                "type", f"{path} argument {k} must be a number, got {type(value).__name__} {value!r}"
+                "type",
+                f"{path} argument {k} must be a number, got {type(value).__name__} {value!r}",
             )
         if not math.isfinite(number):
             raise OSCInputError("nan", f"{path} argument {k} is {number}; send a finite number")

@@ -72,11 +72,19 @@ class SessionRecorder:
             self._q.put(("audio", frame.copy()))
 
     def tag(self, t: float, word: str, latent: np.ndarray, model: str) -> None:
-        self._q.put(("tag", {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "t": round(t, 4), "word": word,
-            "model": model, "latent": [round(float(v), 5) for v in latent],
-            "session": self.session.name if self.session else None,
-        }))
+        self._q.put(
+            (
+                "tag",
+                {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "t": round(t, 4),
+                    "word": word,
+                    "model": model,
+                    "latent": [round(float(v), 5) for v in latent],
+                    "session": self.session.name if self.session else None,
+                },
+            )
+        )
 
     def close(self) -> None:
         self.stop()
@@ -95,8 +103,13 @@ class SessionRecorder:
                 if kind == "start":
                     item.mkdir(parents=True, exist_ok=True)
                     score = open(item / "score.jsonl", "w", encoding="utf-8")  # noqa: SIM115
-                    audio = sf.SoundFile(item / "audio.wav", "w", samplerate=self.samplerate,
-                                         channels=self.channels, subtype="FLOAT")
+                    audio = sf.SoundFile(
+                        item / "audio.wav",
+                        "w",
+                        samplerate=self.samplerate,
+                        channels=self.channels,
+                        subtype="FLOAT",
+                    )
                     print(f"sillage: recording to {item}", flush=True)
                 elif kind == "events" and score is not None:
                     for row in item:

@@ -139,7 +139,9 @@ class ModelRuntime:
     def __init__(self, path: str | Path, *, threads: int = 1) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise ModelError(f"model file {str(path)!r} not found; give a path to a .ts file (--model)")
+            raise ModelError(
+                f"model file {str(path)!r} not found; give a path to a .ts file (--model)"
+            )
         self._bytes = self.path.read_bytes()
         torch = _torch()
         if threads > 0 and torch.get_num_threads() != threads:
@@ -177,7 +179,12 @@ class ModelRuntime:
                 "(looked for attribute 'sr', 'sampling_rate' and method get_sample_rate())"
             )
         card = read_card(self.path)
-        delay = card.get("delay_samples", card.get("model", {}).get("delay_samples") if isinstance(card.get("model"), dict) else None)
+        delay = card.get(
+            "delay_samples",
+            card.get("model", {}).get("delay_samples")
+            if isinstance(card.get("model"), dict)
+            else None,
+        )
         return ModelInfo(
             path=str(self.path),
             name=self.path.stem,

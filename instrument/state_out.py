@@ -44,14 +44,17 @@ class StateSender:
         State messages per second.
     """
 
-    def __init__(self, snapshot: Callable[[], list[tuple[str, tuple[Any, ...]]]], *,
-                 rate_hz: float = 30.0) -> None:
+    def __init__(
+        self, snapshot: Callable[[], list[tuple[str, tuple[Any, ...]]]], *, rate_hz: float = 30.0
+    ) -> None:
         self.snapshot = snapshot
         self.rate_hz = rate_hz
         self.subscribers: dict[tuple[str, int], None] = {}
         self.labels: dict[str, tuple[float, float]] = {}
         self.outbox: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
-        self.on_subscribe: Callable[[tuple[str, int]], list[tuple[str, tuple[Any, ...]]]] | None = None
+        self.on_subscribe: Callable[[tuple[str, int]], list[tuple[str, tuple[Any, ...]]]] | None = (
+            None
+        )
         self.sent = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._stop = threading.Event()

@@ -70,9 +70,13 @@ class OutputSpec:
 
         sr = self.samplerate or model_samplerate
         if self.kind == "clock":
-            return ClockOutput(samplerate=sr, channels=self.channels or model_channels,
-                               blocksize=self.blocksize or 256, capacity=self.capacity,
-                               keep=self.keep_audio)
+            return ClockOutput(
+                samplerate=sr,
+                channels=self.channels or model_channels,
+                blocksize=self.blocksize or 256,
+                capacity=self.capacity,
+                keep=self.keep_audio,
+            )
         import sounddevice as sd
 
         try:
@@ -85,8 +89,13 @@ class OutputSpec:
         except sd.PortAudioError as exc:
             raise OutputError(str(exc)) from None
         channels = self.channels or (2 if max_out >= 2 else model_channels)
-        return RingOutput(samplerate=sr, channels=channels, blocksize=self.blocksize,
-                          capacity=self.capacity, device=device)
+        return RingOutput(
+            samplerate=sr,
+            channels=channels,
+            blocksize=self.blocksize,
+            capacity=self.capacity,
+            device=device,
+        )
 
 
 @dataclass(frozen=True)
@@ -121,10 +130,19 @@ def _raise_priority(nice: int) -> None:
 class DecodeWorker:
     """Keeps the ring filled to the prebuffer, one model frame at a time."""
 
-    def __init__(self, runtime: ModelRuntime, patch: Patch, output: Any, *, prebuffer: int,
-                 source: Any, latent_map: Any = None, reporter: Reporter | None = None,
-                 send_out: Callable[[Any], None] | None = None,
-                 record_dir: str | None = "recordings") -> None:
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        patch: Patch,
+        output: Any,
+        *,
+        prebuffer: int,
+        source: Any,
+        latent_map: Any = None,
+        reporter: Reporter | None = None,
+        send_out: Callable[[Any], None] | None = None,
+        record_dir: str | None = "recordings",
+    ) -> None:
         from instrument.engine import DecodeLoop
         from instrument.recorder import SessionRecorder
 
@@ -136,13 +154,22 @@ class DecodeWorker:
         self.swaps: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._source = source
         self.loop = DecodeLoop(
-            runtime, patch, self, samplerate=output.samplerate, out_channels=output.channels,
-            reporter=self.reporter, metrics=self.metrics, latent_map=latent_map,
+            runtime,
+            patch,
+            self,
+            samplerate=output.samplerate,
+            out_channels=output.channels,
+            reporter=self.reporter,
+            metrics=self.metrics,
+            latent_map=latent_map,
             request_load=self._request_load,
         )
         self.metrics.ring_capacity = output.capacity
-        self.recorder = (SessionRecorder(record_dir, samplerate=output.samplerate, channels=output.channels)
-                         if record_dir else None)
+        self.recorder = (
+            SessionRecorder(record_dir, samplerate=output.samplerate, channels=output.channels)
+            if record_dir
+            else None
+        )
         self.loop.on_tag = self._tag
         self.loop.on_record = self._record
         if self.recorder is not None:
@@ -232,8 +259,9 @@ class DecodeWorker:
 
     # loading off the decode worker
     def _request_load(self, kind: str, arg: str) -> None:
-        threading.Thread(target=self._load, args=(kind, arg), name=f"sillage-load-{kind}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._load, args=(kind, arg), name=f"sillage-load-{kind}", daemon=True
+        ).start()
 
     def _load(self, kind: str, arg: str) -> None:
         from instrument.engine import Swap
@@ -247,8 +275,11 @@ class DecodeWorker:
             else:
                 swap = Swap(patch=load_patch(arg, context=make_context(self.loop.runtime)))
         except (ModelError, PatchError, OSError) as exc:
-            self.reporter.reject(kind, f"{type(exc).__name__}: {exc} (still playing the previous {kind})",
-                                 always=True)
+            self.reporter.reject(
+                kind,
+                f"{type(exc).__name__}: {exc} (still playing the previous {kind})",
+                always=True,
+            )
             return
         self.swaps.put(Event(self.loop.t, "/sillage/_swap", (swap,)))
         print(f"sillage: loaded {kind} {arg}", flush=True)
@@ -262,7 +293,9 @@ class DecodeWorker:
             "prebuffer": 1e3 * self.prebuffer / out.samplerate,
             "block": 1e3 * out.blocksize / out.samplerate,
             "device": 1e3 * out.device_latency_s,
-            "model": 1e3 * info.delay_samples / info.samplerate if info.delay_samples is not None else float("nan"),
+            "model": 1e3 * info.delay_samples / info.samplerate
+            if info.delay_samples is not None
+            else float("nan"),
         }
 
     def snapshot(self, *, final: bool = False) -> dict[str, Any]:
@@ -274,7 +307,9 @@ class DecodeWorker:
         xy = None
         if self.loop.latent_map is not None:
             try:
-                xy = tuple(float(v) for v in self.loop.latent_map.to_xy(np.asarray(z, dtype=np.float32)))
+                xy = tuple(
+                    float(v) for v in self.loop.latent_map.to_xy(np.asarray(z, dtype=np.float32))
+                )
             except Exception:
                 xy = None
         i = self.loop.info
@@ -379,9 +414,17 @@ def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> 
         send(("out", msg))
 
     try:
-        worker = DecodeWorker(runtime, patch, output, prebuffer=spec.prebuffer, source=source,
-                              latent_map=latent_map, reporter=reporter, send_out=send_out,
-                              record_dir=spec.record_dir)
+        worker = DecodeWorker(
+            runtime,
+            patch,
+            output,
+            prebuffer=spec.prebuffer,
+            source=source,
+            latent_map=latent_map,
+            reporter=reporter,
+            send_out=send_out,
+            record_dir=spec.record_dir,
+        )
         worker.prefill()
         output.start()
     except Exception as exc:

@@ -34,7 +34,9 @@ def main() -> None:
     deadline = time.monotonic() + 30
     ports: list[jack.Port] = []
     while not ports and time.monotonic() < deadline:
-        ports = [p for p in client.get_ports(is_audio=True, is_output=True) if p.name.startswith(prefix)]
+        ports = [
+            p for p in client.get_ports(is_audio=True, is_output=True) if p.name.startswith(prefix)
+        ]
         if not ports:
             time.sleep(0.05)
     connected_at = None
@@ -50,8 +52,17 @@ def main() -> None:
             threading.Event().wait(0.1)
     client.deactivate()
     client.close()
-    print(json.dumps({"rms": float(np.sqrt(energy[0] / max(energy[1], 1))), "samples": int(energy[1]),
-                      "xruns": xruns, "connected_at": connected_at}), flush=True)
+    print(
+        json.dumps(
+            {
+                "rms": float(np.sqrt(energy[0] / max(energy[1], 1))),
+                "samples": int(energy[1]),
+                "xruns": xruns,
+                "connected_at": connected_at,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,30 @@ import pytest
 from tests.conftest import ROOT
 
 FORBIDDEN = {
-    "models": {"instrument", "mappings", "ui", "sounddevice", "rtmixer", "pythonosc", "PySide6", "pyqtgraph", "mido", "rtmidi"},
-    "mappings": {"instrument", "models", "ui", "torch", "sounddevice", "rtmixer", "pythonosc", "PySide6", "pyqtgraph", "socket"},
+    "models": {
+        "instrument",
+        "mappings",
+        "ui",
+        "sounddevice",
+        "rtmixer",
+        "pythonosc",
+        "PySide6",
+        "pyqtgraph",
+        "mido",
+        "rtmidi",
+    },
+    "mappings": {
+        "instrument",
+        "models",
+        "ui",
+        "torch",
+        "sounddevice",
+        "rtmixer",
+        "pythonosc",
+        "PySide6",
+        "pyqtgraph",
+        "socket",
+    },
     "instrument": {"ui", "PySide6", "pyqtgraph", "umap"},
 }
 

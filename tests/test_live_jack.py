@@ -22,14 +22,36 @@ def test_jack_plays_ten_seconds_without_underruns(mono_model: Path) -> None:
     with jack_server(samplerate=48000, period=256) as server:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server, PYTHONUNBUFFERED="1")
         engine = subprocess.Popen(
-            [sys.executable, str(ROOT / "run_instrument.py"), "--model", str(mono_model),
-             "--device", "system JACK Audio", "--seconds", "10", "--no-ui", "--osc-port", "0",
-             "--blocksize", "256", "--prebuffer", "1024"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                str(ROOT / "run_instrument.py"),
+                "--model",
+                str(mono_model),
+                "--device",
+                "system JACK Audio",
+                "--seconds",
+                "10",
+                "--no-ui",
+                "--osc-port",
+                "0",
+                "--blocksize",
+                "256",
+                "--prebuffer",
+                "1024",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         listener = subprocess.run(
             [sys.executable, str(ROOT / "tests" / "jack_listener.py"), server, "PortAudio:", "30"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=90,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
         )
         out, _ = engine.communicate(timeout=90)
     assert engine.returncode == 0, out
@@ -51,10 +73,13 @@ def test_jack_plays_ten_seconds_without_underruns(mono_model: Path) -> None:
     assert connected is not None, "listener never saw the engine's JACK port"
     server_xruns = heard["xruns"]
     unexplained = [
-        t for t in at
+        t
+        for t in at
         if not connected - 0.2 <= t <= connected + 2.5
         and not any(t - 1.6 <= x <= t + 0.6 for x in server_xruns)
     ]
-    assert not unexplained, f"device underflows at {unexplained}: not our graph change ({connected}) nor a JACK xrun {server_xruns}"
+    assert not unexplained, (
+        f"device underflows at {unexplained}: not our graph change ({connected}) nor a JACK xrun {server_xruns}"
+    )
     assert heard["samples"] > 48000 * 5
     assert heard["rms"] > 0.01, f"the listener heard near silence: {heard}"

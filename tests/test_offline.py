@@ -40,7 +40,9 @@ def _patch(rt: ModelRuntime):
 
 
 @pytest.mark.parametrize("blocksize", [64, 65, 256, 2048, 2049])
-def test_render_is_bit_identical_whatever_the_blocksize(runtime: ModelRuntime, blocksize: int) -> None:
+def test_render_is_bit_identical_whatever_the_blocksize(
+    runtime: ModelRuntime, blocksize: int
+) -> None:
     ref = render(runtime, _patch(runtime), GESTURE, seconds=0.5, blocksize=256, seed=3)
     out = render(runtime, _patch(runtime), GESTURE, seconds=0.5, blocksize=blocksize, seed=3)
     assert out.shape == (24000, 1)
@@ -69,9 +71,26 @@ def test_cli_render_twice_gives_identical_files(mono_model: Path, tmp_path: Path
     for i, block in enumerate((65, 2049)):
         out = tmp_path / f"out{i}.wav"
         res = subprocess.run(
-            [sys.executable, "run_instrument.py", "--offline", str(out), "--seconds", "1",
-             "--model", str(mono_model), "--score", str(score), "--seed", "7", "--blocksize", str(block)],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "run_instrument.py",
+                "--offline",
+                str(out),
+                "--seconds",
+                "1",
+                "--model",
+                str(mono_model),
+                "--score",
+                str(score),
+                "--seed",
+                "7",
+                "--blocksize",
+                str(block),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert res.returncode == 0, res.stderr
         assert "rendered 1 s" in res.stdout

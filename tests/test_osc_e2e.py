@@ -37,7 +37,9 @@ class StateListener:
         d.set_default_handler(self._on)
         self.server = BlockingOSCUDPServer(("127.0.0.1", 0), d)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def _on(self, address: str, *args: Any) -> None:
@@ -45,7 +47,9 @@ class StateListener:
             self.messages.append((address, args))
             self._cond.notify_all()
 
-    def wait_for(self, address: str, predicate=lambda args: True, timeout: float = 20.0) -> tuple[Any, ...]:
+    def wait_for(
+        self, address: str, predicate=lambda args: True, timeout: float = 20.0
+    ) -> tuple[Any, ...]:
         with self._cond:
             found: list[tuple[Any, ...]] = []
 
@@ -56,7 +60,9 @@ class StateListener:
                         return True
                 return False
 
-            assert self._cond.wait_for(check, timeout), f"no {address} matching in {timeout} s; got {sorted({a for a, _ in self.messages})}"
+            assert self._cond.wait_for(check, timeout), (
+                f"no {address} matching in {timeout} s; got {sorted({a for a, _ in self.messages})}"
+            )
             return found[0]
 
     def close(self) -> None:
@@ -68,10 +74,29 @@ class StateListener:
 def engine(mono_model: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     out = tmp_path / "played.wav"
     proc = subprocess.Popen(
-        [sys.executable, "-u", "run_instrument.py", "--offline", str(out), "--seconds", "60", "--realtime",
-         "--model", str(mono_model), "--osc-port", "0", "--no-ui", "--prebuffer", "512",
-         "--state-to", "127.0.0.1:9"],  # a port nobody listens on: sending there must not hurt
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-u",
+            "run_instrument.py",
+            "--offline",
+            str(out),
+            "--seconds",
+            "60",
+            "--realtime",
+            "--model",
+            str(mono_model),
+            "--osc-port",
+            "0",
+            "--no-ui",
+            "--prebuffer",
+            "512",
+            "--state-to",
+            "127.0.0.1:9",
+        ],  # a port nobody listens on: sending there must not hurt
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     ready = threading.Event()
@@ -120,7 +145,9 @@ def test_osc_moves_the_latent_and_the_sound(engine: dict[str, Any]) -> None:
         listener.wait_for("/sillage/state/latent", lambda a: a[0] > 1.99 and abs(a[1] - 0.5) < 0.01)
         client.send_message("/sillage/latent/0", -2.0)
         listener.wait_for("/sillage/state/latent", lambda a: a[0] < -1.99)
-        lat = listener.wait_for("/sillage/state/latency_ms", lambda a: a[0] > 0)  # measured (-1 before)
+        lat = listener.wait_for(
+            "/sillage/state/latency_ms", lambda a: a[0] > 0
+        )  # measured (-1 before)
         assert 0 < lat[0] < 200
         level = listener.wait_for("/sillage/state/level")
         assert level[0] > -60
@@ -183,9 +210,27 @@ def test_record_and_tag_write_a_replayable_session(mono_model: Path, tmp_path: P
     rec = tmp_path / "rec"
     out = tmp_path / "live.wav"
     proc = subprocess.Popen(
-        [sys.executable, "-u", "run_instrument.py", "--offline", str(out), "--seconds", "60", "--realtime",
-         "--model", str(mono_model), "--osc-port", "0", "--no-ui", "--record-dir", str(rec)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-u",
+            "run_instrument.py",
+            "--offline",
+            str(out),
+            "--seconds",
+            "60",
+            "--realtime",
+            "--model",
+            str(mono_model),
+            "--osc-port",
+            "0",
+            "--no-ui",
+            "--record-dir",
+            str(rec),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     port = None
@@ -224,9 +269,24 @@ def test_record_and_tag_write_a_replayable_session(mono_model: Path, tmp_path: P
     assert len(tags) == 1 and tags[0]["word"] == "keep" and tags[0]["latent"][0] > 1.9
     # the session's score replays offline through the same engine
     replay = tmp_path / "replay.wav"
-    res = subprocess.run([sys.executable, "run_instrument.py", "--offline", str(replay), "--seconds", "1",
-                          "--model", str(mono_model), "--score", str(sessions[0] / "score.jsonl")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "run_instrument.py",
+            "--offline",
+            str(replay),
+            "--seconds",
+            "1",
+            "--model",
+            str(mono_model),
+            "--score",
+            str(sessions[0] / "score.jsonl"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     assert "rejected events: 0" in res.stdout
 
@@ -236,9 +296,26 @@ def test_ctrl_c_stops_cleanly(mono_model: Path, tmp_path: Path) -> None:
     import os
 
     proc = subprocess.Popen(
-        [sys.executable, "-u", "run_instrument.py", "--offline", str(tmp_path / "o.wav"), "--seconds", "60",
-         "--realtime", "--model", str(mono_model), "--osc-port", "0", "--no-ui"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-u",
+            "run_instrument.py",
+            "--offline",
+            str(tmp_path / "o.wav"),
+            "--seconds",
+            "60",
+            "--realtime",
+            "--model",
+            str(mono_model),
+            "--osc-port",
+            "0",
+            "--no-ui",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     for line in proc.stdout:
