@@ -7,6 +7,7 @@ by the processes and on OSC messages, each bounded by a timeout.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import re
@@ -26,7 +27,7 @@ from mappings.latentmap import LatentMap
 from ui.link import EngineLink
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGINE_SECONDS = 10.0
+ENGINE_SECONDS = 300.0  # an upper bound: tests stop the engine with SIGTERM when done
 TIMEOUT_S = 30.0
 
 pytestmark = pytest.mark.skipif(
@@ -41,6 +42,7 @@ class Proc:
     def __init__(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
+        self.ready_at = math.nan
         self.popen = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -100,14 +102,15 @@ def engine(model_and_map: tuple[Path, Path], tmp_path: Path) -> Iterator[tuple[P
     model, map_path = model_and_map
     port = _free_port()
     out = tmp_path / "played.wav"
-    # A generous prebuffer: the machine is shared, and this test is about the UI, not the CPU.
+    # A generous prebuffer (170 ms): the machine is shared, and this test is about the UI.
     cmd = [sys.executable, "run_instrument.py", "--model", str(model), "--map", str(map_path),
            "--offline", str(out), "--seconds", str(ENGINE_SECONDS), "--realtime",
-           "--osc-port", str(port), "--no-ui", "--prebuffer", "4096",
+           "--osc-port", str(port), "--no-ui", "--prebuffer", "8192",
            "--state-to", f"127.0.0.1:{_free_port()}"]  # fmt: skip
     proc = Proc(cmd)
     try:
         proc.wait_for("Sillage ready")
+        proc.ready_at = time.monotonic()
         yield proc, port, out
     finally:
         proc.stop()
@@ -178,6 +181,7 @@ def test_killing_the_ui_leaves_the_engine_playing(
     try:
         ui.wait_for("Sillage UI: connected")
         link.send_xy(0.2, 0.3)
+        before = _take_until(link, woken, "underruns", lambda v: True)["underruns"]
         ui.popen.send_signal(signal.SIGKILL)  # a crash, not a polite close
         ui.popen.wait(timeout=10)
         killed_at = time.monotonic()
@@ -187,18 +191,24 @@ def test_killing_the_ui_leaves_the_engine_playing(
             x = 0.2 + (x + 0.05) % 0.7
             link.send_xy(x, 0.5)
             state = _take_until(link, woken, "underruns", lambda v: True)
-        assert state["underruns"] == 0
+        # What the crash changed (a machine shared with other work may underrun on its own,
+        # which the engine's own tests cover; this one is about the UI).
+        assert state["underruns"] == before, f"{before} underruns before the kill, then more"
     finally:
         link.close()
         ui.stop()
-    stopped = proc.wait_for("Sillage stopped", timeout=ENGINE_SECONDS + TIMEOUT_S)
+    proc.popen.send_signal(signal.SIGTERM)  # the end of the performance
+    stopped_at = time.monotonic()
+    stopped = proc.wait_for("Sillage stopped")
     underruns = int(re.search(r"underruns (\d+)", stopped).group(1))  # type: ignore[union-attr]
-    assert underruns == 0, stopped
+    assert underruns == before, stopped
     proc.wait_for("Sillage: wrote")
     import soundfile as sf
 
     audio, sr = sf.read(str(out), dtype="float32", always_2d=True)
-    assert len(audio) >= 0.9 * ENGINE_SECONDS * sr
-    # Sound all the way to the end: no silent second after the UI died.
-    second = audio[len(audio) - 2 * sr : len(audio) - sr]
-    assert np.sqrt(np.mean(second**2)) > 1e-3
+    assert len(audio) >= 0.9 * (stopped_at - proc.ready_at) * sr
+    # Sound all the way from the crash to the end, in every half second.
+    after = audio[int((killed_at - proc.ready_at) * sr) :]
+    half = sr // 2
+    rms = [np.sqrt(np.mean(after[i : i + half] ** 2)) for i in range(0, len(after) - half, half)]
+    assert len(rms) >= 4 and min(rms) > 1e-4, rms
