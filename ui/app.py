@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     )
     model = Path(args.model) if args.model else DEFAULT_MODEL
     if latent_map is not None and model.is_file():
-        window.status.warning.setText(stale_warning(latent_map, model))
+        window.stale_warning = stale_warning(latent_map, model)
+        window.status.warning.setText(window.stale_warning)
     if to_build is not None:
         proc, out = start_cached_build(to_build, args.corpus)
         window.status.showMessage(f"building the map for {to_build.name} (about a minute)…")

@@ -67,6 +67,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status = StatusBar(self)
         self.setStatusBar(self.status)
         self._examples: dict[int, tuple[float, float]] = {}
+        self.stale_warning = ""  # set by the app when the map is from an older model export
         # When state/latent and state/xy arrived last (the engine sends xy only with a map).
         self._latent_since: float | None = None
         self._latent_at: float | None = None
@@ -203,7 +204,7 @@ class MainWindow(QtWidgets.QMainWindow):
                     f"{int(model[3])}: pass --map or --model for {model[0]}")  # fmt: skip
         elif built_for and built_for != model[0]:
             warn = f"map built for {built_for}, engine plays {model[0]}"
-        self.status.warning.setText(warn)
+        self.status.warning.setText(warn or self.stale_warning)
 
     def _on_hover(self, scene_pos: QtCore.QPointF) -> None:
         # Which sound is here: the source file and moment of the nearest corpus frame.
