@@ -86,7 +86,9 @@ def throughput(model: Path, frames: int = 200, trials: int = 40) -> dict[str, fl
     }
 
 
-def soak(model: Path, seconds: float, rate: float, blocksize: int, prebuffer: int) -> dict:
+def soak(
+    model: Path, seconds: float, rate: float, blocksize: int, prebuffer: int, *extra: str
+) -> dict:
     from tests.jackserver import jack_server
 
     with jack_server(samplerate=48000, period=blocksize) as server:
@@ -106,6 +108,7 @@ def soak(model: Path, seconds: float, rate: float, blocksize: int, prebuffer: in
                 str(blocksize),
                 "--prebuffer",
                 str(prebuffer),
+                *extra,
             ],
             cwd=ROOT,
             env=env,
@@ -174,6 +177,20 @@ def main() -> None:
         result["soak"] = soak(
             model, 10.0 if args.quick else args.seconds, args.rate, args.blocksize, args.prebuffer
         )
+        # the same load with the decode worker on a thread of the OSC process: why it has a
+        # process of its own
+        result["soak_in_process_comparison"] = soak(
+            model,
+            20.0 if not args.quick else 10.0,
+            args.rate,
+            args.blocksize,
+            args.prebuffer,
+            "--in-process",
+        )
+        for prebuffer in (512, 256):
+            result[f"soak_prebuffer_{prebuffer}"] = soak(
+                model, 20.0 if not args.quick else 10.0, args.rate, args.blocksize, prebuffer
+            )
         result["cold_start"] = cold_start(model)
     emit("engine", result)
 
