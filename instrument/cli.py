@@ -415,6 +415,7 @@ def start_ui(args: argparse.Namespace, engine: Any) -> subprocess.Popen[bytes] |
         return None
     host = "127.0.0.1" if engine.config.osc_host in ("0.0.0.0", "") else engine.config.osc_host
     cmd = [sys.executable, "-m", "ui", "--engine", f"{host}:{engine.inputs[0].port}"]
+    cmd += ["--model", engine.spec.model]
     if engine.spec.latent_map:
         cmd += ["--map", engine.spec.latent_map]
     try:

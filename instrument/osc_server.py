@@ -25,7 +25,14 @@ from instrument.protocol import PREFIX, OSCInputError, validate
 
 # Addresses the OSC side answers itself: they change no sound.
 SIDE_ADDRESSES = frozenset(
-    {"/sillage/subscribe", "/sillage/unsubscribe", "/sillage/label", "/sillage/label/delete"}
+    {
+        "/sillage/subscribe",
+        "/sillage/unsubscribe",
+        "/sillage/label",
+        "/sillage/label/delete",
+        "/sillage/region",
+        "/sillage/region/delete",
+    }
 )
 
 

@@ -209,6 +209,23 @@ ADDRESSES: tuple[Address, ...] = (
         group="labels",
         names=("name",),
     ),
+    Address(
+        "/sillage/region",
+        "sffff",
+        "Create or move a named region (a rectangle x0 y0 x1 y1 on the map, 0..1); relayed to "
+        "every subscriber.",
+        example="/sillage/region drums 0.8 0.7 0.95 0.85",
+        group="labels",
+        names=("name", "x0", "y0", "x1", "y1"),
+    ),
+    Address(
+        "/sillage/region/delete",
+        "s",
+        "Delete a named region; relayed to every subscriber.",
+        example="/sillage/region/delete drums",
+        group="labels",
+        names=("name",),
+    ),
     # --- state out ---------------------------------------------------------------------
     Address(
         "/sillage/state/latent",
@@ -272,6 +289,20 @@ ADDRESSES: tuple[Address, ...] = (
         "/sillage/state/label/delete",
         "s",
         "A label was deleted.",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/region",
+        "sffff",
+        "A region was created or moved (name, x0, y0, x1, y1).",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/region/delete",
+        "s",
+        "A region was deleted.",
         direction="out",
         group="state",
     ),

@@ -51,6 +51,7 @@ class StateSender:
         self.rate_hz = rate_hz
         self.subscribers: dict[tuple[str, int], None] = {}
         self.labels: dict[str, tuple[float, float]] = {}
+        self.regions: dict[str, tuple[float, float, float, float]] = {}
         self.outbox: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         self.on_subscribe: Callable[[tuple[str, int]], list[tuple[str, tuple[Any, ...]]]] | None = (
             None
@@ -74,6 +75,8 @@ class StateSender:
         hello = self.on_subscribe((host, port)) if self.on_subscribe else []
         for name, (x, y) in self.labels.items():
             hello.append(("/sillage/state/label", (name, x, y)))
+        for name, box in self.regions.items():
+            hello.append(("/sillage/state/region", (name, *box)))
         for address, args in hello:
             self._send_to((host, port), address, args)
 
@@ -97,6 +100,13 @@ class StateSender:
         elif path == "/sillage/label/delete":
             self.labels.pop(args[0], None)
             self.broadcast("/sillage/state/label/delete", (args[0],))
+        elif path == "/sillage/region":
+            name, *box = args
+            self.regions[name] = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+            self.broadcast("/sillage/state/region", (name, *self.regions[name]))
+        elif path == "/sillage/region/delete":
+            self.regions.pop(args[0], None)
+            self.broadcast("/sillage/state/region/delete", (args[0],))
 
     def _send_to(self, dest: tuple[str, int], address: str, args: tuple[Any, ...]) -> None:
         try:

@@ -2132,6 +2132,169 @@
       },
       {
         "box": {
+          "maxclass": "comment",
+          "text": "/sillage/region sffff: Create or move a named region (a rectangle x0 y0 x1 y1 on the map, 0..1); relayed to every subscriber.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1055,
+            346.0,
+            320,
+            48.0
+          ],
+          "linecount": 3,
+          "id": "obj-114"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "drums 0.8 0.7 0.95 0.85",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1055,
+            398.0,
+            173.0,
+            22.0
+          ],
+          "id": "obj-115"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/region",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1215,
+            398.0,
+            175.0,
+            22.0
+          ],
+          "id": "obj-116"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/region/delete s: Delete a named region; relayed to every subscriber.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1055,
+            448.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-117"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "textedit",
+          "numinlets": 1,
+          "numoutlets": 4,
+          "outlettype": [
+            "",
+            "int",
+            "",
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1055,
+            486.0,
+            200.0,
+            22.0
+          ],
+          "keymode": 1,
+          "lines": 1,
+          "text": "",
+          "id": "obj-118"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "route text",
+          "numinlets": 2,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            ""
+          ],
+          "patching_rect": [
+            1055,
+            514.0,
+            84.0,
+            22.0
+          ],
+          "id": "obj-119"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "tosymbol",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1135,
+            514.0,
+            70.0,
+            22.0
+          ],
+          "id": "obj-120"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/region/delete",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1205,
+            514.0,
+            224.0,
+            22.0
+          ],
+          "id": "obj-121"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "type, then Enter",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1260,
+            486.0,
+            90,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-122"
+        }
+      },
+      {
+        "box": {
           "maxclass": "message",
           "text": "7771",
           "numinlets": 2,
@@ -2145,7 +2308,7 @@
             40.0,
             22.0
           ],
-          "id": "obj-114"
+          "id": "obj-123"
         }
       },
       {
@@ -2163,7 +2326,7 @@
             196.0,
             22.0
           ],
-          "id": "obj-115"
+          "id": "obj-124"
         }
       },
       {
@@ -2178,7 +2341,7 @@
             300,
             20.0
           ],
-          "id": "obj-116",
+          "id": "obj-125",
           "fontface": 1
         }
       },
@@ -2197,16 +2360,18 @@
             119.0,
             22.0
           ],
-          "id": "obj-117"
+          "id": "obj-126"
         }
       },
       {
         "box": {
           "maxclass": "newobj",
-          "text": "route /sillage/state/latent /sillage/state/xy /sillage/state/level /sillage/state/underruns /sillage/state/latency_ms /sillage/state/decode_ms /sillage/state/model /sillage/state/label /sillage/state/label/delete /sillage/state/error",
+          "text": "route /sillage/state/latent /sillage/state/xy /sillage/state/level /sillage/state/underruns /sillage/state/latency_ms /sillage/state/decode_ms /sillage/state/model /sillage/state/label /sillage/state/label/delete /sillage/state/region /sillage/state/region/delete /sillage/state/error",
           "numinlets": 2,
-          "numoutlets": 11,
+          "numoutlets": 13,
           "outlettype": [
+            "",
+            "",
             "",
             "",
             "",
@@ -2223,10 +2388,10 @@
             1415,
             166,
             320,
-            78.0
+            92.0
           ],
-          "linecount": 5,
-          "id": "obj-118"
+          "linecount": 6,
+          "id": "obj-127"
         }
       },
       {
@@ -2237,12 +2402,12 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            252.0,
+            266.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-119"
+          "id": "obj-128"
         }
       },
       {
@@ -2253,188 +2418,11 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            286.0,
+            300.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-120"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "multislider",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            ""
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1415,
-            324.0,
-            192.0,
-            80.0
-          ],
-          "setminmax": [
-            -8.0,
-            8.0
-          ],
-          "size": 8,
-          "contdata": 1,
-          "setstyle": 1,
-          "ignoreclick": 1,
-          "id": "obj-121"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "comment",
-          "text": "state/xy ff: The played latent's position on the map (0..1), when a map is loaded.",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            1415,
-            432.0,
-            320,
-            34.0
-          ],
-          "linecount": 2,
-          "id": "obj-122"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "unpack f f",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "float",
-            "float"
-          ],
-          "patching_rect": [
-            1415,
-            470.0,
-            84.0,
-            22.0
-          ],
-          "id": "obj-123"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1415,
-            506.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-124"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1467,
-            506.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-125"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "comment",
-          "text": "state/level ff: Output level: RMS and peak in dBFS over the last state period.",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            1415,
-            544.0,
-            320,
-            34.0
-          ],
-          "linecount": 2,
-          "id": "obj-126"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "unpack f f",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "float",
-            "float"
-          ],
-          "patching_rect": [
-            1415,
-            582.0,
-            84.0,
-            22.0
-          ],
-          "id": "obj-127"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1415,
-            618.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-128"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1467,
-            618.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
           "id": "obj-129"
         }
       },
@@ -2450,15 +2438,16 @@
           "parameter_enable": 0,
           "patching_rect": [
             1415,
-            648.0,
-            40.0,
-            70.0
+            338.0,
+            192.0,
+            80.0
           ],
           "setminmax": [
-            -60.0,
-            0.0
+            -8.0,
+            8.0
           ],
-          "size": 2,
+          "size": 8,
+          "contdata": 1,
           "setstyle": 1,
           "ignoreclick": 1,
           "id": "obj-130"
@@ -2467,91 +2456,36 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "RMS | peak, -60..0 dBFS",
+          "text": "state/xy ff: The played latent's position on the map (0..1), when a map is loaded.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1465,
-            668.0,
-            150,
-            20.0
+            1415,
+            446.0,
+            320,
+            34.0
           ],
+          "linecount": 2,
           "id": "obj-131"
         }
       },
       {
         "box": {
-          "maxclass": "comment",
-          "text": "state/underruns i: Audio underruns since start (should stay 0).",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            1415,
-            736.0,
-            320,
-            34.0
-          ],
-          "linecount": 2,
-          "id": "obj-132"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "number",
+          "maxclass": "newobj",
+          "text": "unpack f f",
           "numinlets": 1,
           "numoutlets": 2,
           "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            1415,
-            774.0,
-            60.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-133"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "comment",
-          "text": "state/latency_ms ffffff: Control-to-sound latency: measured median, then the budget terms: frame wait, prebuffer, audio block, device, model delay (ms; -1 = unknown).",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            1415,
-            818.0,
-            320,
-            62.0
-          ],
-          "linecount": 4,
-          "id": "obj-134"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "unpack f f f f f f",
-          "numinlets": 1,
-          "numoutlets": 6,
-          "outlettype": [
-            "float",
-            "float",
-            "float",
-            "float",
             "float",
             "float"
           ],
           "patching_rect": [
             1415,
-            884.0,
-            140.0,
+            484.0,
+            84.0,
             22.0
           ],
-          "id": "obj-135"
+          "id": "obj-132"
         }
       },
       {
@@ -2566,12 +2500,12 @@
           "parameter_enable": 0,
           "patching_rect": [
             1415,
-            920.0,
+            520.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-136"
+          "id": "obj-133"
         }
       },
       {
@@ -2586,7 +2520,62 @@
           "parameter_enable": 0,
           "patching_rect": [
             1467,
-            920.0,
+            520.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-134"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/level ff: Output level: RMS and peak in dBFS over the last state period.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1415,
+            558.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-135"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "unpack f f",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "float",
+            "float"
+          ],
+          "patching_rect": [
+            1415,
+            596.0,
+            84.0,
+            22.0
+          ],
+          "id": "obj-136"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1415,
+            632.0,
             48.0,
             22.0
           ],
@@ -2605,8 +2594,8 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1519,
-            920.0,
+            1467,
+            632.0,
             48.0,
             22.0
           ],
@@ -2616,102 +2605,64 @@
       },
       {
         "box": {
-          "maxclass": "flonum",
+          "maxclass": "multislider",
           "numinlets": 1,
           "numoutlets": 2,
           "outlettype": [
             "",
-            "bang"
+            ""
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1571,
-            920.0,
-            48.0,
-            22.0
+            1415,
+            662.0,
+            40.0,
+            70.0
           ],
+          "setminmax": [
+            -60.0,
+            0.0
+          ],
+          "size": 2,
+          "setstyle": 1,
           "ignoreclick": 1,
           "id": "obj-139"
         }
       },
       {
         "box": {
-          "maxclass": "flonum",
+          "maxclass": "comment",
+          "text": "RMS | peak, -60..0 dBFS",
           "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
+          "numoutlets": 0,
           "patching_rect": [
-            1623,
-            920.0,
-            48.0,
-            22.0
+            1465,
+            682.0,
+            150,
+            20.0
           ],
-          "ignoreclick": 1,
           "id": "obj-140"
         }
       },
       {
         "box": {
-          "maxclass": "flonum",
+          "maxclass": "comment",
+          "text": "state/underruns i: Audio underruns since start (should stay 0).",
           "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
+          "numoutlets": 0,
           "patching_rect": [
-            1675,
-            920.0,
-            48.0,
-            22.0
+            1415,
+            750.0,
+            320,
+            34.0
           ],
-          "ignoreclick": 1,
+          "linecount": 2,
           "id": "obj-141"
         }
       },
       {
         "box": {
-          "maxclass": "comment",
-          "text": "state/decode_ms ff: Decode time per frame, p50 and p99 (ms).",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            1415,
-            958.0,
-            320,
-            34.0
-          ],
-          "linecount": 2,
-          "id": "obj-142"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "unpack f f",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "float",
-            "float"
-          ],
-          "patching_rect": [
-            1415,
-            996.0,
-            84.0,
-            22.0
-          ],
-          "id": "obj-143"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
+          "maxclass": "number",
           "numinlets": 1,
           "numoutlets": 2,
           "outlettype": [
@@ -2721,11 +2672,50 @@
           "parameter_enable": 0,
           "patching_rect": [
             1415,
-            1032.0,
-            48.0,
+            788.0,
+            60.0,
             22.0
           ],
           "ignoreclick": 1,
+          "id": "obj-142"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/latency_ms ffffff: Control-to-sound latency: measured median, then the budget terms: frame wait, prebuffer, audio block, device, model delay (ms; -1 = unknown).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1415,
+            832.0,
+            320,
+            62.0
+          ],
+          "linecount": 4,
+          "id": "obj-143"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "unpack f f f f f f",
+          "numinlets": 1,
+          "numoutlets": 6,
+          "outlettype": [
+            "float",
+            "float",
+            "float",
+            "float",
+            "float",
+            "float"
+          ],
+          "patching_rect": [
+            1415,
+            898.0,
+            140.0,
+            22.0
+          ],
           "id": "obj-144"
         }
       },
@@ -2740,13 +2730,188 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1467,
-            1032.0,
+            1415,
+            934.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
           "id": "obj-145"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1467,
+            934.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-146"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1519,
+            934.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-147"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1571,
+            934.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-148"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1623,
+            934.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-149"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1675,
+            934.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-150"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/decode_ms ff: Decode time per frame, p50 and p99 (ms).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1415,
+            972.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-151"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "unpack f f",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "float",
+            "float"
+          ],
+          "patching_rect": [
+            1415,
+            1010.0,
+            84.0,
+            22.0
+          ],
+          "id": "obj-152"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1415,
+            1046.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-153"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1467,
+            1046.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-154"
         }
       },
       {
@@ -2757,166 +2922,11 @@
           "numoutlets": 0,
           "patching_rect": [
             1415,
-            1070.0,
+            1084.0,
             320,
             48.0
           ],
           "linecount": 3,
-          "id": "obj-146"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "prepend set",
-          "numinlets": 1,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            1415,
-            1122.0,
-            91.0,
-            22.0
-          ],
-          "id": "obj-147"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "message",
-          "text": "",
-          "numinlets": 2,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            1415,
-            1158.0,
-            310,
-            22.0
-          ],
-          "id": "obj-148"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "comment",
-          "text": "state/label sff: A label was created or moved (name, x, y).",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            1415,
-            1196.0,
-            320,
-            34.0
-          ],
-          "linecount": 2,
-          "id": "obj-149"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "prepend set",
-          "numinlets": 1,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            1415,
-            1234.0,
-            91.0,
-            22.0
-          ],
-          "id": "obj-150"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "message",
-          "text": "",
-          "numinlets": 2,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            1415,
-            1270.0,
-            310,
-            22.0
-          ],
-          "id": "obj-151"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "comment",
-          "text": "state/label/delete s: A label was deleted.",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            1415,
-            1308.0,
-            320,
-            20.0
-          ],
-          "id": "obj-152"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "prepend set",
-          "numinlets": 1,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            1415,
-            1332.0,
-            91.0,
-            22.0
-          ],
-          "id": "obj-153"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "message",
-          "text": "",
-          "numinlets": 2,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            1415,
-            1368.0,
-            310,
-            22.0
-          ],
-          "id": "obj-154"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "comment",
-          "text": "state/error s: The last rejected input, with what was expected (rate-limited).",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            1415,
-            1406.0,
-            320,
-            34.0
-          ],
-          "linecount": 2,
           "id": "obj-155"
         }
       },
@@ -2931,7 +2941,7 @@
           ],
           "patching_rect": [
             1415,
-            1444.0,
+            1136.0,
             91.0,
             22.0
           ],
@@ -2949,11 +2959,269 @@
           ],
           "patching_rect": [
             1415,
-            1480.0,
+            1172.0,
             310,
             22.0
           ],
           "id": "obj-157"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/label sff: A label was created or moved (name, x, y).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1415,
+            1210.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-158"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1415,
+            1248.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-159"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1415,
+            1284.0,
+            310,
+            22.0
+          ],
+          "id": "obj-160"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/label/delete s: A label was deleted.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1415,
+            1322.0,
+            320,
+            20.0
+          ],
+          "id": "obj-161"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1415,
+            1346.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-162"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1415,
+            1382.0,
+            310,
+            22.0
+          ],
+          "id": "obj-163"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/region sffff: A region was created or moved (name, x0, y0, x1, y1).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1415,
+            1420.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-164"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1415,
+            1458.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-165"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1415,
+            1494.0,
+            310,
+            22.0
+          ],
+          "id": "obj-166"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/region/delete s: A region was deleted.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1415,
+            1532.0,
+            320,
+            20.0
+          ],
+          "id": "obj-167"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1415,
+            1556.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-168"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1415,
+            1592.0,
+            310,
+            22.0
+          ],
+          "id": "obj-169"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/error s: The last rejected input, with what was expected (rate-limited).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1415,
+            1630.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-170"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1415,
+            1668.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-171"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1415,
+            1704.0,
+            310,
+            22.0
+          ],
+          "id": "obj-172"
         }
       },
       {
@@ -2965,11 +3233,11 @@
           "outlettype": [],
           "patching_rect": [
             1415,
-            1518.0,
+            1742.0,
             168.0,
             22.0
           ],
-          "id": "obj-158"
+          "id": "obj-173"
         }
       }
     ],
@@ -4153,31 +4421,7 @@
       {
         "patchline": {
           "source": [
-            "obj-4",
-            0
-          ],
-          "destination": [
-            "obj-114",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-114",
-            0
-          ],
-          "destination": [
-            "obj-115",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-115",
+            "obj-116",
             0
           ],
           "destination": [
@@ -4189,11 +4433,23 @@
       {
         "patchline": {
           "source": [
-            "obj-117",
+            "obj-115",
             0
           ],
           "destination": [
-            "obj-118",
+            "obj-116",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-121",
+            0
+          ],
+          "destination": [
+            "obj-2",
             0
           ]
         }
@@ -4205,7 +4461,43 @@
             0
           ],
           "destination": [
+            "obj-119",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-119",
+            0
+          ],
+          "destination": [
+            "obj-120",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-120",
+            0
+          ],
+          "destination": [
             "obj-121",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-4",
+            0
+          ],
+          "destination": [
+            "obj-123",
             0
           ]
         }
@@ -4225,11 +4517,11 @@
       {
         "patchline": {
           "source": [
-            "obj-123",
-            1
+            "obj-124",
+            0
           ],
           "destination": [
-            "obj-125",
+            "obj-2",
             0
           ]
         }
@@ -4237,44 +4529,8 @@
       {
         "patchline": {
           "source": [
-            "obj-118",
-            1
-          ],
-          "destination": [
-            "obj-123",
+            "obj-126",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-127",
-            0
-          ],
-          "destination": [
-            "obj-128",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-127",
-            1
-          ],
-          "destination": [
-            "obj-129",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-118",
-            2
           ],
           "destination": [
             "obj-127",
@@ -4285,8 +4541,8 @@
       {
         "patchline": {
           "source": [
-            "obj-118",
-            2
+            "obj-127",
+            0
           ],
           "destination": [
             "obj-130",
@@ -4297,8 +4553,8 @@
       {
         "patchline": {
           "source": [
-            "obj-118",
-            3
+            "obj-132",
+            0
           ],
           "destination": [
             "obj-133",
@@ -4309,11 +4565,11 @@
       {
         "patchline": {
           "source": [
-            "obj-135",
-            0
+            "obj-132",
+            1
           ],
           "destination": [
-            "obj-136",
+            "obj-134",
             0
           ]
         }
@@ -4321,8 +4577,20 @@
       {
         "patchline": {
           "source": [
-            "obj-135",
+            "obj-127",
             1
+          ],
+          "destination": [
+            "obj-132",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-136",
+            0
           ],
           "destination": [
             "obj-137",
@@ -4333,8 +4601,8 @@
       {
         "patchline": {
           "source": [
-            "obj-135",
-            2
+            "obj-136",
+            1
           ],
           "destination": [
             "obj-138",
@@ -4345,8 +4613,20 @@
       {
         "patchline": {
           "source": [
-            "obj-135",
-            3
+            "obj-127",
+            2
+          ],
+          "destination": [
+            "obj-136",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
+            2
           ],
           "destination": [
             "obj-139",
@@ -4357,11 +4637,11 @@
       {
         "patchline": {
           "source": [
-            "obj-135",
-            4
+            "obj-127",
+            3
           ],
           "destination": [
-            "obj-140",
+            "obj-142",
             0
           ]
         }
@@ -4369,44 +4649,8 @@
       {
         "patchline": {
           "source": [
-            "obj-135",
-            5
-          ],
-          "destination": [
-            "obj-141",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-118",
-            4
-          ],
-          "destination": [
-            "obj-135",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-143",
-            0
-          ],
-          "destination": [
             "obj-144",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-143",
-            1
           ],
           "destination": [
             "obj-145",
@@ -4417,11 +4661,11 @@
       {
         "patchline": {
           "source": [
-            "obj-118",
-            5
+            "obj-144",
+            1
           ],
           "destination": [
-            "obj-143",
+            "obj-146",
             0
           ]
         }
@@ -4429,8 +4673,8 @@
       {
         "patchline": {
           "source": [
-            "obj-118",
-            6
+            "obj-144",
+            2
           ],
           "destination": [
             "obj-147",
@@ -4441,8 +4685,8 @@
       {
         "patchline": {
           "source": [
-            "obj-147",
-            0
+            "obj-144",
+            3
           ],
           "destination": [
             "obj-148",
@@ -4453,8 +4697,20 @@
       {
         "patchline": {
           "source": [
-            "obj-118",
-            7
+            "obj-144",
+            4
+          ],
+          "destination": [
+            "obj-149",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-144",
+            5
           ],
           "destination": [
             "obj-150",
@@ -4465,11 +4721,11 @@
       {
         "patchline": {
           "source": [
-            "obj-150",
-            0
+            "obj-127",
+            4
           ],
           "destination": [
-            "obj-151",
+            "obj-144",
             0
           ]
         }
@@ -4477,8 +4733,8 @@
       {
         "patchline": {
           "source": [
-            "obj-118",
-            8
+            "obj-152",
+            0
           ],
           "destination": [
             "obj-153",
@@ -4489,8 +4745,8 @@
       {
         "patchline": {
           "source": [
-            "obj-153",
-            0
+            "obj-152",
+            1
           ],
           "destination": [
             "obj-154",
@@ -4501,8 +4757,20 @@
       {
         "patchline": {
           "source": [
-            "obj-118",
-            9
+            "obj-127",
+            5
+          ],
+          "destination": [
+            "obj-152",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
+            6
           ],
           "destination": [
             "obj-156",
@@ -4525,11 +4793,131 @@
       {
         "patchline": {
           "source": [
-            "obj-118",
+            "obj-127",
+            7
+          ],
+          "destination": [
+            "obj-159",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-159",
+            0
+          ],
+          "destination": [
+            "obj-160",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
+            8
+          ],
+          "destination": [
+            "obj-162",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-162",
+            0
+          ],
+          "destination": [
+            "obj-163",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
+            9
+          ],
+          "destination": [
+            "obj-165",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-165",
+            0
+          ],
+          "destination": [
+            "obj-166",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
             10
           ],
           "destination": [
-            "obj-158",
+            "obj-168",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-168",
+            0
+          ],
+          "destination": [
+            "obj-169",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
+            11
+          ],
+          "destination": [
+            "obj-171",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-171",
+            0
+          ],
+          "destination": [
+            "obj-172",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
+            12
+          ],
+          "destination": [
+            "obj-173",
             0
           ]
         }
