@@ -154,7 +154,10 @@ class Trainer:
         self.base_steps = int(state.get("base_steps", 0))
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
-        self.command = state.get("command", self.command)
+        # Keep the whole history: the card must say every command that made the weights.
+        first = state.get("command", "")
+        self.command = f"{first} && {self.command}" if first and self.command else first
+
         self.base = state.get("base", self.base)
 
     def fit_latent_stats(self) -> None:

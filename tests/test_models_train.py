@@ -72,7 +72,9 @@ def test_cli_trains_checkpoints_previews_and_resumes(tmp_path: Path) -> None:
     assert (run / "previews" / "step_0000012.wav").is_file()
     assert (run / "log.jsonl").read_text().count("\n") >= 1
     main([str(audio), "--out", str(run), "--resume", "--steps", "15", "--no-progress"])
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 15
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 15
+    assert state["command"].count("python -m models.train") == 2 and "--resume" in state["command"]
 
 
 def test_existing_run_without_resume_is_refused(tmp_path: Path, capsys) -> None:
