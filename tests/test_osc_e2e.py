@@ -70,51 +70,45 @@ class StateListener:
         self.server.server_close()
 
 
+READY = re.compile(r"Sillage ready: OSC on [\d.]+:(\d+)")
+
+
+def launch(model: Path, out: Path, *extra: str, **popen: Any) -> subprocess.Popen[str]:
+    """The live engine, clock-paced and headless (``--offline OUT --realtime``), OSC on a free port."""
+    return subprocess.Popen(
+        [sys.executable, "-u", "run_instrument.py", "--offline", str(out), "--seconds", "60",
+         "--realtime", "--model", str(model), "--osc-port", "0", "--no-ui", *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen,
+    )  # fmt: skip
+
+
+def wait_ready(proc: subprocess.Popen[str], lines: list[str] | None = None) -> int:
+    """Read the engine's output up to its ready line; return the OSC port."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if lines is not None:
+            lines.append(line)
+        m = READY.match(line)
+        if m:
+            return int(m.group(1))
+    raise AssertionError("the engine exited before it was ready:\n" + "".join(lines or []))
+
+
 @pytest.fixture()
 def engine(mono_model: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     out = tmp_path / "played.wav"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "run_instrument.py",
-            "--offline",
-            str(out),
-            "--seconds",
-            "60",
-            "--realtime",
-            "--model",
-            str(mono_model),
-            "--osc-port",
-            "0",
-            "--no-ui",
-            "--prebuffer",
-            "512",
-            "--state-to",
-            "127.0.0.1:9",
-        ],  # a port nobody listens on: sending there must not hurt
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # --state-to a port nobody listens on: sending there must not hurt
+    proc = launch(mono_model, out, "--prebuffer", "512", "--state-to", "127.0.0.1:9")
     lines: list[str] = []
-    ready = threading.Event()
-    port: list[int] = []
+    port = [wait_ready(proc, lines)]
 
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            m = re.match(r"Sillage ready: OSC on [\d.]+:(\d+)", line)
-            if m:
-                port.append(int(m.group(1)))
-                ready.set()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    while not ready.wait(0.2):
-        assert proc.poll() is None, "".join(lines)
     info = {"port": port[0], "proc": proc, "lines": lines, "out": out}
     try:
         yield info
@@ -209,37 +203,8 @@ def test_bad_input_is_counted_reported_and_harmless(engine: dict[str, Any]) -> N
 def test_record_and_tag_write_a_replayable_session(mono_model: Path, tmp_path: Path) -> None:
     rec = tmp_path / "rec"
     out = tmp_path / "live.wav"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "run_instrument.py",
-            "--offline",
-            str(out),
-            "--seconds",
-            "60",
-            "--realtime",
-            "--model",
-            str(mono_model),
-            "--osc-port",
-            "0",
-            "--no-ui",
-            "--record-dir",
-            str(rec),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    port = None
-    for line in proc.stdout:
-        m = re.match(r"Sillage ready: OSC on [\d.]+:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
-    assert port is not None
+    proc = launch(mono_model, out, "--record-dir", str(rec))
+    port = wait_ready(proc)
     listener = StateListener()
     client = SimpleUDPClient("127.0.0.1", port)
     try:
@@ -295,32 +260,8 @@ def test_ctrl_c_stops_cleanly(mono_model: Path, tmp_path: Path) -> None:
     """Ctrl-C reaches the whole process group (control and decode processes): a clean stop."""
     import os
 
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "run_instrument.py",
-            "--offline",
-            str(tmp_path / "o.wav"),
-            "--seconds",
-            "60",
-            "--realtime",
-            "--model",
-            str(mono_model),
-            "--osc-port",
-            "0",
-            "--no-ui",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("Sillage ready"):
-            break
+    proc = launch(mono_model, tmp_path / "o.wav", start_new_session=True)
+    wait_ready(proc)
     os.killpg(proc.pid, signal.SIGINT)
     rest, _ = proc.communicate(timeout=30)
     proc.stdout.close()
