@@ -37,7 +37,7 @@ def test_jack_plays_ten_seconds_without_underruns(mono_model: Path) -> None:
                 "--blocksize",
                 "256",
                 "--prebuffer",
-                "1024",
+                "2048",  # margin for a shared CI machine; the soak benchmark measures 512 and 1024
             ],
             cwd=ROOT,
             env=env,
