@@ -17,18 +17,10 @@ from models.errors import (
 )
 from models.train import Trainer, main
 
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"
-)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny models on a shared 2-core machine: more threads only contend.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [
+    pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 def _tones(folder: Path, n_files: int = 2, seconds: float = 1.5, sr: int = 48000) -> Path:
