@@ -4,47 +4,44 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sillage-setup-stamp
-APT_PACKAGES := libportaudio2 portaudio19-dev jackd2 puredata-core
 # Torch is pinned here (a CPU wheel lies on disk on our machines); pyproject keeps torch>=2.4.
 TORCH_PIN := torch==2.13.0
+UNAME_S := $(shell uname -s)
+UNAME_M := $(shell uname -m)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup system-deps run test test-fast bench lint format companion clean
+.PHONY: setup system-deps system-deps-test torch-check run test test-fast bench lint format companion clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	@$(MAKE) --no-print-directory system-deps
+	@$(MAKE) --no-print-directory system-deps torch-check
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
 	$(BIN)/python -m pip install -q -e ".[dev]" "$(TORCH_PIN)"
 	touch $(STAMP)
 
-# System packages: installed when missing if we are root, otherwise named with the command.
+# System packages by platform (apt, dnf, nothing on macOS): tools/system-deps.sh says what and why.
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "Installing system packages:$$missing"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
-	else \
-	  echo "Missing system packages:$$missing"; \
-	  echo "Install them with: sudo apt-get install$$missing   (then run make again)"; \
-	  exit 1; \
-	fi
+	@tools/system-deps.sh run
+
+system-deps-test:
+	@tools/system-deps.sh test
+
+# PyTorch publishes no wheel for Intel Macs since 2.3: say so before pip fails obscurely.
+torch-check:
+	@if [ "$(UNAME_S)" = Darwin ] && [ "$(UNAME_M)" = x86_64 ]; then \
+	  echo "PyTorch >= 2.3 has no wheels for Intel Macs (x86_64); Sillage needs torch >= 2.4."; \
+	  echo "Use an Apple-silicon Mac, or Linux (a VM works, without low-latency audio)."; exit 1; fi
 
 run: setup
 	$(BIN)/python run_instrument.py $(ARGS)
 
-test: setup
+test: setup system-deps-test
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-all: setup
+test-all: setup system-deps-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
