@@ -108,6 +108,12 @@ def screenshot(out: str | os.PathLike[str], map_path: Path | None, *, projection
 
 def run(args: argparse.Namespace) -> int:
     """Open the window, connect to the engine, run until closed."""
+    from ui.qtplatform import problem
+
+    if (why := problem()) is not None:
+        # Qt would abort this process with a misleading message; the engine plays on regardless.
+        print(why, file=sys.stderr, flush=True)
+        return 3
     from PySide6 import QtCore, QtWidgets
 
     from mappings.latentmap import LatentMap
