@@ -193,3 +193,59 @@ class Quantiser:
         if self.note is None or abs(midi - self.note) - abs(midi - nearest) > 2 * self.hysteresis:
             self.note = nearest
         return midi + self.strength * (self.note - midi)
+
+
+class SensorPitch:
+    """A conditioned control signal to a pitch in a scale (a patch's ``[pitch]`` table).
+
+    ``span = (x_low, x_high)`` of the signal covers ``notes = (low, high)`` linearly (clipped
+    at the ends), then :class:`Quantiser` puts it in the scale.
+
+    Parameters
+    ----------
+    span : (float, float)
+        Signal values at the low and the high note (may be decreasing).
+    notes : (float or str, float or str)
+        Low and high note, MIDI numbers or names (:func:`note_number`).
+    quantiser : Quantiser or None
+        None: continuous pitch (no scale).
+    """
+
+    def __init__(
+        self,
+        span: Sequence[float],
+        notes: Sequence[float | str],
+        quantiser: Quantiser | None = None,
+    ) -> None:
+        if len(span) != 2 or len(notes) != 2:
+            raise ValueError(f"span and notes take two values each, got {span!r} and {notes!r}")
+        self.x0, self.x1 = float(span[0]), float(span[1])
+        if not (math.isfinite(self.x0) and math.isfinite(self.x1)) or self.x0 == self.x1:
+            raise ValueError(f"span must be two different finite numbers, got {span!r}")
+        self.lo, self.hi = note_number(notes[0]), note_number(notes[1])
+        self.quantiser = quantiser
+
+    @classmethod
+    def from_table(cls, table: dict) -> SensorPitch:
+        """From a patch's ``[pitch]`` keys: span, notes, scale, root, hysteresis_cents,
+        strength (``scale`` absent or ``"none"``: continuous)."""
+        spec = table.get("scale", "chromatic")
+        q = None
+        if spec != "none":
+            scale = Scale.from_spec(spec, root=table.get("root", "C"))
+            q = Quantiser(
+                scale,
+                hysteresis_cents=float(table.get("hysteresis_cents", 0.0)),
+                strength=float(table.get("strength", 1.0)),
+            )
+        return cls(table.get("span", (0.0, 1.0)), table.get("notes", (48, 72)), q)
+
+    def reset(self) -> None:
+        if self.quantiser is not None:
+            self.quantiser.reset()
+
+    def __call__(self, x: float) -> float:
+        """Pitch (MIDI float) for signal value ``x``. Runs on the decode worker."""
+        u = min(max((x - self.x0) / (self.x1 - self.x0), 0.0), 1.0)
+        midi = self.lo + u * (self.hi - self.lo)
+        return self.quantiser(midi) if self.quantiser is not None else midi

@@ -9,6 +9,7 @@ from mappings.pitch import (
     SCALES,
     Quantiser,
     Scale,
+    SensorPitch,
     hz_to_midi,
     latent_to_midi,
     midi_to_hz,
@@ -115,3 +116,20 @@ def test_strength_and_nan() -> None:
     assert np.isnan(Quantiser(Scale.named("major"))(float("nan")))
     with pytest.raises(ValueError, match="strength"):
         Quantiser(Scale.named("major"), strength=1.5)
+
+
+def test_sensor_pitch_from_patch_table() -> None:
+    sp = SensorPitch.from_table(
+        {"span": [-1.0, 1.0], "notes": ["A2", "A4"], "scale": "pentatonic_minor", "root": "A",
+         "hysteresis_cents": 30.0}
+    )  # fmt: skip
+    assert sp(-1.0) == 45.0 and sp(1.0) == 69.0
+    assert sp(-5.0) == 45.0 and sp(5.0) == 69.0  # clipped to the notes
+    x = np.linspace(-1, 1, 400)
+    out = np.array([sp(v) for v in x])
+    assert set(np.unique(np.round((out - 57) % 12))) <= {0, 3, 5, 7, 10}
+    assert np.all(np.diff(out) >= 0)  # monotonic sweep, no chatter back
+    cont = SensorPitch.from_table({"span": [1.0, 0.0], "notes": [60, 72], "scale": "none"})
+    assert cont(0.25) == pytest.approx(69.0)  # decreasing span, continuous
+    with pytest.raises(ValueError, match="span"):
+        SensorPitch([0.0, 0.0], [60, 72])
