@@ -295,3 +295,64 @@ class Keyboard:
         self._note[done] = -1
         self.pitch[:] = self._base + self._bend[self._channel]
         return self.pitch, self.loudness, self.gate
+
+
+class VoiceLatent:
+    """A voice's pitch and loudness written into a model's pitch and loudness latents.
+
+    Reads the model card's ``[latent]`` table: ``pitch_dim``, ``pitch_scale``,
+    ``pitch_ref_hz`` (``z = pitch_scale * log2(f0 / pitch_ref_hz)``) and, when present,
+    ``loudness_dim``, ``loudness_ref_db``, ``loudness_db_per_unit``
+    (``z = (level_db - loudness_ref_db) / loudness_db_per_unit``). The envelope sets the level:
+    ``level_db + 20 log10(envelope)``, never below ``level_db + floor_db``.
+
+    Parameters
+    ----------
+    latent : dict
+        The card's ``[latent]`` table; without ``pitch_dim`` the voice writes nothing
+        (:attr:`playable` is False) and the caller says so.
+    tuning_hz : float
+        A4 of the keyboard.
+    level_db : float
+        Level of a full-velocity note (dB full scale).
+    floor_db : float
+        Level of a silent voice relative to ``level_db``.
+    """
+
+    def __init__(
+        self, latent: dict[str, Any], *, tuning_hz: float = 440.0, level_db: float = -12.0,
+        floor_db: float = -60.0,
+    ) -> None:  # fmt: skip
+        self.pitch_dim = int(latent["pitch_dim"]) if "pitch_dim" in latent else None
+        self.pitch_scale = float(latent.get("pitch_scale", 1.0))
+        self.pitch_ref_hz = float(latent.get("pitch_ref_hz", 440.0))
+        has_loud = "loudness_dim" in latent and "loudness_db_per_unit" in latent
+        self.loudness_dim = int(latent["loudness_dim"]) if has_loud else None
+        self.loudness_ref_db = float(latent.get("loudness_ref_db", 0.0))
+        self.loudness_db_per_unit = float(latent.get("loudness_db_per_unit", 1.0))
+        if self.loudness_db_per_unit == 0:
+            raise ValueError("[latent] loudness_db_per_unit must not be 0")
+        self.tuning_hz = float(tuning_hz)
+        self.level_db = float(level_db)
+        self.floor = 10.0 ** (floor_db / 20.0)
+        # Pitch latent = a * midi + b: one multiply-add per frame.
+        self._a = self.pitch_scale / 12.0
+        self._b = self.pitch_scale * (math.log2(self.tuning_hz / self.pitch_ref_hz) - 69.0 / 12.0)
+
+    @property
+    def playable(self) -> bool:
+        return self.pitch_dim is not None
+
+    def pitch_latent(self, midi: float) -> float:
+        return self._a * midi + self._b
+
+    def loudness_latent(self, envelope: float) -> float:
+        db = self.level_db + 20.0 * math.log10(max(envelope, self.floor))
+        return (db - self.loudness_ref_db) / self.loudness_db_per_unit
+
+    def write(self, z: np.ndarray, midi: float, envelope: float) -> None:
+        """Set the pitch (and loudness) dims of ``z`` in place. Runs on the decode worker."""
+        if self.pitch_dim is not None and self.pitch_dim < len(z):
+            z[self.pitch_dim] = self._a * midi + self._b
+        if self.loudness_dim is not None and self.loudness_dim < len(z):
+            z[self.loudness_dim] = self.loudness_latent(envelope)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mappings.errors import InputError
-from mappings.keyboard import Keyboard, VoiceParams
+from mappings.keyboard import Keyboard, VoiceLatent, VoiceParams
 
 DT = 256 / 48000  # one frame of the default model
 
@@ -239,3 +239,26 @@ def test_channel_filter_and_reset() -> None:
     kb.reset()
     out = run(kb, DT)
     assert out[-1, 1] == 0 and out[-1, 2] == 0
+
+
+def test_voice_latent_follows_the_card() -> None:
+    card = {"pitch_dim": 0, "pitch_scale": 1.0, "pitch_ref_hz": 440.0, "loudness_dim": 1,
+            "loudness_ref_db": -30.0, "loudness_db_per_unit": 15.0}  # fmt: skip
+    vl = VoiceLatent(card, level_db=-12.0)
+    z = np.zeros(8)
+    vl.write(z, 81.0, 1.0)
+    assert z[0] == pytest.approx(1.0)  # A5 = one octave above the reference
+    assert z[1] == pytest.approx(18 / 15)  # -12 dB
+    vl.write(z, 57.0, 0.1)
+    assert z[0] == pytest.approx(-1.0)
+    assert z[1] == pytest.approx(-2 / 15)  # -32 dB
+    vl.write(z, 57.0, 0.0)
+    assert z[1] == pytest.approx((-72 + 30) / 15)  # the floor: 60 dB below the level
+    assert np.all(z[2:] == 0)
+    tuned = VoiceLatent({**card, "pitch_scale": 2.0}, tuning_hz=442.0)
+    assert tuned.pitch_latent(69.0) == pytest.approx(2 * np.log2(442 / 440))
+    rave = VoiceLatent({})
+    assert not rave.playable
+    z = np.ones(4)
+    rave.write(z, 60.0, 1.0)
+    assert np.all(z == 1)
