@@ -356,3 +356,59 @@ class VoiceLatent:
             z[self.pitch_dim] = self._a * midi + self._b
         if self.loudness_dim is not None and self.loudness_dim < len(z):
             z[self.loudness_dim] = self.loudness_latent(envelope)
+
+
+def timbre_dims(latent: dict[str, Any], latent_size: int) -> list[int]:
+    """Latent dimensions that are neither the card's pitch nor its loudness dimension."""
+    taken = {latent.get("pitch_dim"), latent.get("loudness_dim")}
+    return [d for d in range(latent_size) if d not in taken]
+
+
+class PlayedVoices:
+    """A keyboard's voices as latents: each voice's row is a base latent (the patch's timbre)
+    with the pitch and loudness dimensions the card declares set from that voice.
+
+    Parameters
+    ----------
+    params : VoiceParams
+    latent : dict
+        The model card's ``[latent]`` table (see :class:`VoiceLatent`).
+    latent_size : int
+    tuning_hz, level_db : float
+        See :class:`VoiceLatent`.
+    """
+
+    def __init__(
+        self, params: VoiceParams, latent: dict[str, Any], latent_size: int, *,
+        tuning_hz: float = 440.0, level_db: float = -12.0,
+    ) -> None:  # fmt: skip
+        self.keyboard = Keyboard(params)
+        self.voice = VoiceLatent(latent, tuning_hz=tuning_hz, level_db=level_db)
+        self.latent_size = int(latent_size)
+        self._z = np.zeros((params.voices, self.latent_size))
+        self._t: float | None = None
+
+    @property
+    def playable(self) -> bool:
+        """False when the model has no pitch dimension: notes then set nothing."""
+        return self.voice.playable
+
+    def on_midi(self, address: str, args: Sequence[Any]) -> bool:
+        """See :meth:`Keyboard.on_midi`."""
+        return self.keyboard.on_midi(address, args)
+
+    def reset(self) -> None:
+        self.keyboard.reset()
+        self._t = None
+
+    def latents(self, t: float, base: np.ndarray) -> np.ndarray:
+        """Every voice's latent at time ``t`` (seconds, increasing), shape (voices,
+        latent_size). Runs on the decode worker; the array is overwritten on the next call."""
+        dt = 0.0 if self._t is None else max(t - self._t, 0.0)
+        self._t = t
+        pitch, loud, _gate = self.keyboard.step(dt)
+        z = self._z
+        z[:] = base[: self.latent_size]
+        for v in range(len(z)):
+            self.voice.write(z[v], float(pitch[v]), float(loud[v]))
+        return z

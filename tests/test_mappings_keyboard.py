@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mappings.errors import InputError
-from mappings.keyboard import Keyboard, VoiceLatent, VoiceParams
+from mappings.keyboard import Keyboard, PlayedVoices, VoiceLatent, VoiceParams, timbre_dims
 
 DT = 256 / 48000  # one frame of the default model
 
@@ -262,3 +262,23 @@ def test_voice_latent_follows_the_card() -> None:
     z = np.ones(4)
     rave.write(z, 60.0, 1.0)
     assert np.all(z == 1)
+
+
+def test_played_voices_rows_and_timbre_dims() -> None:
+    card = {"pitch_dim": 0, "pitch_scale": 1.0, "pitch_ref_hz": 440.0, "loudness_dim": 1,
+            "loudness_ref_db": -30.0, "loudness_db_per_unit": 15.0}  # fmt: skip
+    assert timbre_dims(card, 8) == [2, 3, 4, 5, 6, 7]
+    assert timbre_dims({}, 4) == [0, 1, 2, 3]
+    pv = PlayedVoices(VoiceParams(voices=2, attack_ms=0.0), card, 4)
+    base = np.array([9.0, 9.0, 0.5, -0.5])
+    pv.on_midi("/midi/note", (1, 69, 127))
+    pv.on_midi("/midi/note", (1, 81, 127))
+    z = pv.latents(0.0, base)
+    z = pv.latents(DT, base)
+    assert sorted(z[:, 0]) == pytest.approx([0.0, 1.0])
+    assert z[:, 1] == pytest.approx([18 / 15, 18 / 15])
+    np.testing.assert_array_equal(z[:, 2:], [[0.5, -0.5], [0.5, -0.5]])
+    rave = PlayedVoices(VoiceParams(), {}, 4)
+    assert not rave.playable
+    rave.on_midi("/midi/note", (1, 60, 100))
+    np.testing.assert_array_equal(rave.latents(0.0, base), [base])
