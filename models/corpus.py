@@ -1,7 +1,7 @@
 """Deterministic synthetic musical corpus, owned by the project, to train the default model.
 
 ``python -m models.corpus OUT_DIR [--seed N] [--minutes M]`` writes 48 kHz mono wav files:
-``OUT_DIR/train/*.wav`` (``M`` minutes) and ``OUT_DIR/holdout/*.wav`` (a tenth of that, at
+``OUT_DIR/train/*.wav`` (``M`` minutes, each with exact f0 labels in ``*.f0.npz``) and ``OUT_DIR/holdout/*.wav`` (a tenth of that, at
 least 30 s, from an independent random stream) for evaluation. Five families — plucked
 strings (Karplus–Strong), FM bells, vowel formant tones, bowed/noise textures, percussive
 hits — over several pitches and loudnesses. Same seed, same bytes.
@@ -28,6 +28,9 @@ VOWELS = {  # formant centre frequencies (Hz) and bandwidths, adult voice
     "u": ((325, 700, 2530), (50, 60, 170)),
 }
 Rng = np.random.Generator
+# A family renders one note: (rng, duration_s, info) → audio; pitched families put the note's
+# exact f0 (Hz, scalar or per sample) in ``info["f0"]``.
+Family = Callable[[Rng, float, "dict | None"], np.ndarray]
 
 
 def midi_hz(note: float) -> float:
@@ -46,7 +49,13 @@ def _env(n: int, attack_s: float, release_s: float) -> np.ndarray:
     return a * r
 
 
-def pluck(rng: Rng, dur: float) -> np.ndarray:
+def _label(info: dict | None, f0: float | np.ndarray) -> None:
+    """Record a note's exact fundamental (Hz, scalar or per sample) for the f0 labels."""
+    if info is not None:
+        info["f0"] = f0
+
+
+def pluck(rng: Rng, dur: float, info: dict | None = None) -> np.ndarray:
     """Karplus–Strong string: noise burst through a damped delay loop."""
     f = _pitch(rng, 3, 6)
     n = int(dur * SR)
@@ -60,10 +69,11 @@ def pluck(rng: Rng, dur: float) -> np.ndarray:
     a[0] = 1.0
     a[d] = a[d + 1] = -0.5 * g  # averaging loop filter: highs die first, as on a string
     y = signal.lfilter([1.0], a, burst)
+    _label(info, SR / (d + 0.5))  # the loop's period: d samples plus the average's half
     return y * _env(n, 0.001, 0.05)
 
 
-def bell(rng: Rng, dur: float) -> np.ndarray:
+def bell(rng: Rng, dur: float, info: dict | None = None) -> np.ndarray:
     """Two-operator FM with a decaying index: inharmonic, bell-like partials."""
     f = _pitch(rng, 4, 7)
     n = int(dur * SR)
@@ -73,10 +83,11 @@ def bell(rng: Rng, dur: float) -> np.ndarray:
     index = rng.uniform(1.0, 6.0) * np.exp(-t / (decay * 0.5))
     mod = np.sin(2 * np.pi * f * ratio * t)
     y = np.sin(2 * np.pi * f * t + index * mod) * np.exp(-t / decay)
+    _label(info, f)  # the carrier: the pitch one hears (partials may be inharmonic)
     return y * _env(n, 0.002, 0.05)
 
 
-def vowel(rng: Rng, dur: float) -> np.ndarray:
+def vowel(rng: Rng, dur: float, info: dict | None = None) -> np.ndarray:
     """Glottal pulse train with vibrato through three formant resonators."""
     f = _pitch(rng, 2, 5)
     n = int(dur * SR)
@@ -91,10 +102,11 @@ def vowel(rng: Rng, dur: float) -> np.ndarray:
         r = np.exp(-np.pi * bw / SR)
         th = 2 * np.pi * fc / SR
         y += signal.lfilter([1 - r], [1, -2 * r * np.cos(th), r * r], src) / (1 + i)
+    _label(info, f * vib)
     return y * _env(n, rng.uniform(0.05, 0.3), rng.uniform(0.1, 0.4))
 
 
-def bowed(rng: Rng, dur: float) -> np.ndarray:
+def bowed(rng: Rng, dur: float, info: dict | None = None) -> np.ndarray:
     """Bowed/noise texture: harmonic resonators driven by noise plus a soft sawtooth,
     or a breathy noise band sweeping slowly."""
     n = int(dur * SR)
@@ -112,6 +124,7 @@ def bowed(rng: Rng, dur: float) -> np.ndarray:
             y += signal.lfilter([1 - r], [1, -2 * r * np.cos(th), r * r], noise) / k
         saw = 2 * ((f * t) % 1.0) - 1
         y = y * 4 + 0.15 * signal.lfilter([0.2], [1, -0.8], saw)
+        _label(info, f)
         return y * _env(n, rng.uniform(0.2, 0.6), rng.uniform(0.2, 0.6))
     # Wind: bandpass noise whose centre glides, band by band in short blocks.
     lo, hi = rng.uniform(300, 1500), rng.uniform(2000, 9000)
@@ -126,7 +139,7 @@ def bowed(rng: Rng, dur: float) -> np.ndarray:
     return y * _env(n, rng.uniform(0.3, 1.0), rng.uniform(0.3, 1.0))
 
 
-def hit(rng: Rng, dur: float) -> np.ndarray:
+def hit(rng: Rng, dur: float, info: dict | None = None) -> np.ndarray:
     """Percussion: kick (pitch sweep), snare (tone + noise), hat (high noise), tom."""
     n = int(min(dur, 0.8) * SR)
     t = np.arange(n) / SR
@@ -134,6 +147,7 @@ def hit(rng: Rng, dur: float) -> np.ndarray:
     if kind == 0:
         f = 45 + 120 * np.exp(-t / 0.03)
         y = np.sin(2 * np.pi * np.cumsum(f) / SR) * np.exp(-t / rng.uniform(0.15, 0.4))
+        _label(info, f)
     elif kind == 1:
         tone = np.sin(2 * np.pi * rng.uniform(160, 240) * t) * np.exp(-t / 0.05)
         nz = signal.lfilter(*signal.butter(2, 1500, "high", fs=SR), rng.standard_normal(n))
@@ -144,10 +158,11 @@ def hit(rng: Rng, dur: float) -> np.ndarray:
     else:
         f = _pitch(rng, 2, 3) * (1 + 0.5 * np.exp(-t / 0.05))
         y = np.sin(2 * np.pi * np.cumsum(f) / SR) * np.exp(-t / rng.uniform(0.2, 0.5))
+        _label(info, f)
     return y * _env(n, 0.0005, 0.01)
 
 
-def organ(rng: Rng, dur: float) -> np.ndarray:
+def organ(rng: Rng, dur: float, info: dict | None = None) -> np.ndarray:
     """Additive organ chord: a triad of stacked harmonics with slow swell (not in the default
     corpus: new material for fine-tuning)."""
     n = int(dur * SR)
@@ -157,10 +172,11 @@ def organ(rng: Rng, dur: float) -> np.ndarray:
     for ratio in (1.0, 1.25 if rng.random() < 0.5 else 1.2, 1.5):
         for k, amp in ((1, 1.0), (2, 0.5), (4, 0.3), (8, 0.15)):
             y += amp * np.sin(2 * np.pi * root * ratio * k * t + rng.uniform(0, 6.28))
+    _label(info, root)  # a chord: labelled by its root
     return y * _env(n, rng.uniform(0.1, 0.4), rng.uniform(0.2, 0.5))
 
 
-def glide(rng: Rng, dur: float) -> np.ndarray:
+def glide(rng: Rng, dur: float, info: dict | None = None) -> np.ndarray:
     """Sine-ish chirp gliding between two pitches, with a little FM grit."""
     n = int(dur * SR)
     t = np.arange(n) / SR
@@ -168,10 +184,11 @@ def glide(rng: Rng, dur: float) -> np.ndarray:
     f = f0 * (f1 / f0) ** (t / max(dur, 1e-3))
     phase = 2 * np.pi * np.cumsum(f) / SR
     y = np.sin(phase + 0.8 * np.sin(2 * phase))
+    _label(info, f)
     return y * _env(n, 0.02, 0.1)
 
 
-def clang(rng: Rng, dur: float) -> np.ndarray:
+def clang(rng: Rng, dur: float, info: dict | None = None) -> np.ndarray:
     """Metallic clang: inharmonic partials (stiff bar ratios) with fast decays."""
     n = int(dur * SR)
     t = np.arange(n) / SR
@@ -180,10 +197,11 @@ def clang(rng: Rng, dur: float) -> np.ndarray:
     for ratio in (1.0, 2.756, 5.404, 8.933):
         if f * ratio < 18000:
             y += np.sin(2 * np.pi * f * ratio * t) * np.exp(-t * ratio / rng.uniform(0.3, 1.2))
+    _label(info, f)
     return y * _env(n, 0.0005, 0.02)
 
 
-FAMILIES: dict[str, Callable[[Rng, float], np.ndarray]] = {
+FAMILIES: dict[str, Family] = {
     "pluck": pluck,
     "bell": bell,
     "vowel": vowel,
@@ -191,12 +209,17 @@ FAMILIES: dict[str, Callable[[Rng, float], np.ndarray]] = {
     "hit": hit,
 }
 # Material the default model never saw, for fine-tuning demos and tests.
-EXTRA_FAMILIES: dict[str, Callable[[Rng, float], np.ndarray]] = {
+EXTRA_FAMILIES: dict[str, Family] = {
     "organ": organ,
     "glide": glide,
     "clang": clang,
 }
 ALL_FAMILIES = {**FAMILIES, **EXTRA_FAMILIES}
+
+
+LABEL_HOP = 256  # samples per f0 label frame (the default model's ratio)
+DOMINANCE = 0.7  # share of a frame's energy the labelled voice must hold to count as voiced
+SILENT_RMS = 1e-4  # frames quieter than this (-80 dB) are unvoiced
 
 
 def render_file(
@@ -207,18 +230,62 @@ def render_file(
 ) -> np.ndarray:
     """One file: notes of one family (or of ``mix`` when ``family`` is None) at varied
     loudness, overlapping a little. Returns float32 mono, peak ≤ 0.95."""
+    return render_file_labelled(rng, family, seconds, mix)[0]
+
+
+def render_file_labelled(
+    rng: Rng,
+    family: str | None,
+    seconds: float | None = None,
+    mix: tuple[str, ...] = tuple(FAMILIES),
+    hop: int = LABEL_HOP,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`render_file` (same random stream, same audio) plus exact per-frame f0 labels.
+
+    Notes overlap, so each frame of ``hop`` samples is labelled with its **dominant** voice:
+    the note with the most energy in that frame. The frame is voiced when that note is
+    pitched (its family reports an f0) and holds at least ``DOMINANCE`` of the frame's energy;
+    the label is that note's exact f0 at the frame's last sample. A monophonic synthesiser
+    can reproduce the dominant voice; the quieter overlapping tails are what it cannot.
+
+    Returns
+    -------
+    audio : ndarray (n,), float32, peak ≤ 0.95
+    f0_hz : ndarray (n // hop,), float32 — 0 where unvoiced
+    voiced : ndarray (n // hop,), float32 — 1.0 voiced, 0.0 unvoiced
+    """
     seconds = FILE_SECONDS if seconds is None else seconds
     n = int(seconds * SR)
+    frames = n // hop
     out = np.zeros(n)
+    total = np.zeros(frames)
+    best = np.zeros(frames)
+    best_f0 = np.zeros(frames)
     t = rng.uniform(0, 0.2)
     while t < seconds - 0.3:
         name = family or str(rng.choice(list(mix)))
         dur = float(rng.uniform(0.3, 2.5)) if name != "hit" else float(rng.uniform(0.2, 0.6))
-        note = ALL_FAMILIES[name](rng, dur)
+        info: dict = {}
+        note = ALL_FAMILIES[name](rng, dur, info)
         note = note / (np.abs(note).max() + 1e-9) * 10 ** (rng.uniform(-24, -2) / 20)
         start = int(t * SR)
         stop = min(n, start + len(note))
         out[start:stop] += note[: stop - start]
+        # Per-frame energy of this note alone, and its f0 at each frame's last sample.
+        padded = np.zeros(n)
+        padded[start:stop] = note[: stop - start]
+        energy = np.square(padded[: frames * hop]).reshape(frames, hop).sum(1)
+        total += energy
+        if "f0" in info:
+            f0 = np.broadcast_to(np.asarray(info["f0"], dtype=float), note.shape)
+            track = np.zeros(n)
+            track[start:stop] = f0[: stop - start]
+            f0_frames = track[hop - 1 : frames * hop : hop]
+        else:
+            f0_frames = np.zeros(frames)
+        louder = energy > best
+        best[louder] = energy[louder]
+        best_f0[louder] = f0_frames[louder]
         gap = rng.uniform(0.05, 0.5) if name == "hit" else rng.uniform(0.2, 1.6)
         if rng.random() < 0.15:
             gap += rng.uniform(0.3, 1.0)  # some silence between phrases
@@ -226,7 +293,31 @@ def render_file(
     peak = np.abs(out).max()
     if peak > 0.95:
         out *= 0.95 / peak
-    return out.astype(np.float32)
+    loud = np.sqrt(total / hop) * min(1.0, 0.95 / max(peak, 1e-12)) > SILENT_RMS
+    voiced = (best_f0 > 0) & (best >= DOMINANCE * total) & loud
+    f0_hz = np.where(voiced, best_f0, 0.0)
+    return out.astype(np.float32), f0_hz.astype(np.float32), voiced.astype(np.float32)
+
+
+def label_path(audio_path: str | Path) -> Path:
+    """Where the f0 labels of ``audio_path`` live: ``NAME.f0.npz`` beside it."""
+    p = Path(audio_path)
+    return p.with_name(p.stem + ".f0.npz")
+
+
+def write_labels(
+    audio_path: str | Path, f0_hz: np.ndarray, voiced: np.ndarray, hop: int, sr: int
+) -> Path:
+    """Save per-frame f0 labels (``f0_hz``, ``voiced``, ``hop``, ``sr``) beside the audio."""
+    path = label_path(audio_path)
+    np.savez(
+        path,
+        f0_hz=np.asarray(f0_hz, np.float32),
+        voiced=np.asarray(voiced, np.float32),
+        hop=np.int64(hop),
+        sr=np.int64(sr),
+    )
+    return path
 
 
 def write_corpus(
@@ -235,8 +326,12 @@ def write_corpus(
     seed: int = 0,
     minutes: float = 10.0,
     families: tuple[str, ...] = tuple(FAMILIES),
+    labels: bool = True,
 ) -> list[Path]:
-    """Write the train and holdout sets; returns every path written, in order.
+    """Write the train and holdout sets; returns every audio path written, in order.
+
+    With ``labels`` each ``NAME.wav`` gets ``NAME.f0.npz`` beside it: exact per-frame f0 of
+    the dominant voice (see :func:`render_file_labelled`), hop :data:`LABEL_HOP`.
 
     ``families`` picks the material (default: the five of the default corpus; ``organ``,
     ``glide`` and ``clang`` are extra material for fine-tuning).
@@ -256,10 +351,14 @@ def write_corpus(
             n_files = max(n_files, len(names))  # every family is evaluated
         for i in range(n_files):
             family = names[i % len(names)]
-            audio = render_file(rng, None if family == "mixed" else family, mix=families)
+            audio, f0_hz, voiced = render_file_labelled(
+                rng, None if family == "mixed" else family, mix=families
+            )
             path = folder / f"{split}_{i:03d}_{family}.wav"
             sf.write(path, audio, SR, subtype="PCM_16")
             written.append(path)
+            if labels:
+                write_labels(path, f0_hz, voiced, LABEL_HOP, SR)
     return written
 
 
