@@ -12,6 +12,7 @@ from typing import Any
 from models.errors import ModelsError, UnsupportedSampleRateError
 
 SUPPORTED_SAMPLE_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
+MODEL_FAMILIES = ("vae", "ddsp")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class ModelConfig:
         Dilations of the residual convolutions after each decoder upsampling.
     noise : bool
         Add the filtered-noise branch to the decoder output.
+    family : {"vae", "ddsp"}
+        Model family: ``vae`` is the RAVE-style waveform VAE (:mod:`models.vae`); ``ddsp``
+        the pitch/loudness/timbre latent driving a harmonic + noise synthesiser
+        (:mod:`models.ddsp`, its own settings in ``extra``; PQMF fields unused).
     """
 
     samplerate: int = 48000
@@ -67,8 +72,11 @@ class ModelConfig:
     checkpoint_every: int = 250
     preview_every: int = 500
     extra: dict[str, Any] = field(default_factory=dict)
+    family: str = "vae"
 
     def __post_init__(self) -> None:
+        if self.family not in MODEL_FAMILIES:
+            raise ModelsError(f"unknown model family {self.family!r}; known: {MODEL_FAMILIES}")
         if self.samplerate not in SUPPORTED_SAMPLE_RATES:
             raise UnsupportedSampleRateError(
                 f"samplerate {self.samplerate} Hz is not supported; use one of "
@@ -181,4 +189,29 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "small": dict(capacity=16),
     "default": dict(),
     "large": dict(capacity=64, latent_size=16, res_dilations=(1, 3, 9)),
+    # DDSP family (models/ddsp.py): latent 8 = pitch, loudness, 6 timbre dims.
+    "ddsp": dict(family="ddsp", beta_kl=0.01, beta_warmup_steps=2000, checkpoint_every=500),
+    "ddsp-tiny": dict(
+        family="ddsp",
+        latent_size=4,
+        ratio=64,
+        n_bands=16,
+        strides=(4,),
+        batch_size=2,
+        n_samples=4096,
+        checkpoint_every=50,
+        preview_every=50,
+        beta_warmup_steps=10,
+        mss_scales=(512, 256, 128),
+        extra=dict(
+            n_harmonics=16,
+            n_noise=17,
+            hidden=16,
+            enc_hidden=16,
+            pitch_hidden=32,
+            n_fft=512,
+            loudness_window=256,
+            n_mels=16,
+        ),
+    ),
 }

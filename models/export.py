@@ -25,7 +25,8 @@ from torch import nn
 
 from models.config import ModelConfig
 from models.errors import CheckpointError, ModelsError
-from models.layers import CachedConv1d, set_streaming
+from models.families import build_model, set_model_streaming
+from models.layers import CachedConv1d
 from models.vae import VAE
 
 JIT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
@@ -73,6 +74,9 @@ class ScriptedModel(nn.Module):
         self.register_buffer("forward_params", torch.tensor([c, 1, c, 1], dtype=torch.int64))
         audio = [f"(signal) audio channel {i}" for i in range(c)]
         latent = [f"(signal) latent {i}" for i in range(lat)]
+        labels_of: Any = getattr(model, "latent_labels", None)
+        if labels_of is not None:  # DDSP family: pitch, loudness, timbre …
+            latent = labels_of()
         self.encode_input_labels = audio
         self.encode_output_labels = latent
         self.decode_input_labels = latent
@@ -122,7 +126,7 @@ def script_model(
     model = model.eval()
     if streaming and not cfg.causal:
         raise ModelsError("--streaming needs a causal model; this run has causal=false")
-    set_streaming(model, streaming)
+    set_model_streaming(model, streaming)
     for conv in model.modules():
         if isinstance(conv, CachedConv1d):
             conv.prepare_inference()
@@ -162,7 +166,7 @@ def load_checkpoint(source: str | Path) -> dict[str, Any]:
 
 def model_from_checkpoint(state: dict[str, Any]) -> tuple[VAE, ModelConfig]:
     cfg = ModelConfig.from_dict(state["config"])
-    model = VAE(cfg)
+    model: VAE = build_model(cfg)  # type: ignore[assignment]  # or a DDSP: same interface
     model.load_state_dict(state["model"])
     return model, cfg
 
@@ -188,7 +192,8 @@ def load_weights(source: str | Path) -> tuple[ModelConfig, dict[str, torch.Tenso
         weights = {
             k[len("model.") :]: v.clone()
             for k, v in ts.state_dict().items()
-            if k.startswith("model.") and not k.endswith((".cache", ".weight_matrix"))
+            if k.startswith("model.")
+            and not k.endswith((".cache", ".weight_matrix", "synth.state"))
         }
         return cfg, weights, int(getattr(ts, "train_steps", 0))
     state = load_checkpoint(p)
@@ -196,9 +201,10 @@ def load_weights(source: str | Path) -> tuple[ModelConfig, dict[str, torch.Tenso
 
 
 def load_vae(source: str | Path) -> tuple[VAE, ModelConfig, int]:
-    """A :class:`VAE` (eval mode) from a run dir, checkpoint or exported ``.ts``."""
+    """A :class:`VAE` — or, for ``family = "ddsp"``, a :class:`~models.ddsp.DDSP` with the
+    same interface — (eval mode) from a run dir, checkpoint or exported ``.ts``."""
     cfg, weights, steps = load_weights(source)
-    model = VAE(cfg)
+    model: VAE = build_model(cfg)  # type: ignore[assignment]
     model.load_state_dict(weights)
     return model.eval(), cfg, steps
 
@@ -228,7 +234,13 @@ def model_card(
     """Everything a player or a later trainer needs to know about the exported file."""
     # The PQMF filters are fixed, not learnt: leave them out of the count.
     n_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("pqmf."))
-    return {
+    if cfg.family == "ddsp":
+        encode_decode_delay = 0  # causal analysis windows, no PQMF: encode adds no delay
+    elif cfg.causal:
+        encode_decode_delay = model.pqmf.delay
+    else:
+        encode_decode_delay = -1
+    card: dict[str, Any] = {
         "format": "sillage-model-card/1",
         "sample_rate": cfg.samplerate,
         "ratio": cfg.ratio,
@@ -239,7 +251,7 @@ def model_card(
         # A causal decoder answers a latent change in the same frame: no model delay.
         "model_delay_samples": 0 if cfg.causal else -1,
         "delay_samples": 0 if cfg.causal else -1,  # the key instrument.runtime reads
-        "encode_decode_delay_samples": model.pqmf.delay if cfg.causal else -1,
+        "encode_decode_delay_samples": encode_decode_delay,
         "parameters": n_params,
         "steps": int(state.get("step", 0)),
         "base_steps": int(state.get("base_steps", 0)),
@@ -253,6 +265,16 @@ def model_card(
         },
         "config": {k: v for k, v in cfg.to_dict().items() if k != "extra"},
     }
+    latent_card: Any = getattr(model, "latent_card", None)
+    if latent_card is not None:
+        # DDSP family: which latent dimension is pitch / loudness, and their scales. The
+        # engine reads [latent] pitch_dim, pitch_scale, pitch_ref_hz, loudness_dim,
+        # loudness_ref_db, loudness_db_per_unit.
+        card["family"] = cfg.family
+        card["latent"] = latent_card()
+        settings: Any = getattr(model, "settings", None)
+        card["ddsp"] = dict(settings.to_dict())
+    return card
 
 
 def fit_latent_from_folder(

@@ -30,6 +30,7 @@ from models.config import CONFIGS, ModelConfig, make_config
 from models.data import AudioDataset
 from models.errors import CheckpointError, ModelsError
 from models.export import load_weights
+from models.families import build_model
 from models.losses import (
     MultiScaleDiscriminator,
     discriminator_loss,
@@ -107,7 +108,7 @@ class Trainer:
         self.device, self.dist, self.command, self.base = device, dist, command, base
         torch.manual_seed(seed + dist.rank)
         self.rng = np.random.default_rng([seed, dist.rank])
-        self.model = VAE(cfg).to(device)
+        self.model: VAE = build_model(cfg).to(device)  # type: ignore[assignment]
         self.net: nn.Module = self.model
         if dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -400,7 +401,12 @@ def _main(args: argparse.Namespace, command: str) -> None:
             f"({len(data.skipped)} skipped); device {device}; world {dist.world}",
             file=sys.stderr,
         )
-    trainer = Trainer(
+    trainer_cls = Trainer
+    if cfg.family == "ddsp":
+        from models.ddsp_train import DDSPTrainer
+
+        trainer_cls = DDSPTrainer
+    trainer = trainer_cls(
         cfg, data, run_dir, device=device, dist=dist, seed=args.seed, command=command, base=base
     )
     if resume_state is not None:
