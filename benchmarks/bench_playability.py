@@ -1,0 +1,212 @@
+"""Playability of the default model, the old one against the new one in the same run (issue 10).
+
+``python -m benchmarks.bench_playability [--old MODEL.ts] [--new MODEL.ts] [--holdout DIR]``
+
+(a) **In tune:** MIDI notes 36–96 played through the keyboard voice (``mappings.keyboard``:
+    note on at velocity 100, 0.45 s held, released) and, for reference, with the pitch latent
+    simply held (``models.playability.in_tune``); f0 of each note's steady part (YIN) against
+    12-TET, in cents: median and max of |error|. Only for models whose card declares a pitch
+    dimension; the others get "not applicable".
+(b) **No frame-rate buzz:** share of held random latents periodic at sr/ratio (or ½, 2, 3×).
+(c) **Holds still:** latent std over time when encoding steady tones at 98–784 Hz.
+(d) **Reconstruction:** held-out multiscale spectral distance (``models.evaluate``).
+(e) **Speed:** decode real-time factor, one frame per call, one thread.
+
+The measurement functions are ``models.playability``'s (the model README's figures come from
+the same code). Old model: ``models/legacy/sillage-v1.ts`` if present, else the default model
+when its card has no pitch dimension. New model: the default model when its card declares one.
+The held-out clips are ``runs/corpus/holdout`` (``python -m models.corpus runs/corpus``); when
+absent a small synthetic holdout is written to a temporary folder.
+
+Prints JSON and writes ``benchmarks/results/playability.json``. A few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import emit  # noqa: E402
+from mappings.keyboard import Keyboard, VoiceLatent, VoiceParams  # noqa: E402
+
+DEFAULT = ROOT / "models" / "default" / "sillage-default.ts"
+LEGACY = ROOT / "models" / "legacy" / "sillage-v1.ts"
+HOLDOUT = ROOT / "runs" / "corpus" / "holdout"
+NOTES = tuple(range(36, 97))
+GOALS = {
+    "a_median_abs_cents": 5.0,
+    "a_max_abs_cents": 25.0,
+    "b_buzz_share": 0.05,
+    "c_latent_std": 0.1,
+    "d_mss_no_worse_than": 1.067,
+}
+
+
+def _playability() -> Any:
+    try:
+        import models.playability as pb
+    except ImportError as exc:  # the model side ships it (issue 10)
+        raise SystemExit(
+            f"models.playability is missing ({exc}); it holds the measurements"
+        ) from None
+    return pb
+
+
+def pick_models(old: str | None, new: str | None) -> tuple[Path | None, Path | None]:
+    pb = _playability()
+    default_pitched = DEFAULT.is_file() and "pitch_dim" in pb.card_latent(DEFAULT)
+    old_p = Path(old) if old else LEGACY if LEGACY.is_file() else None
+    if old_p is None and DEFAULT.is_file() and not default_pitched:
+        old_p = DEFAULT
+    new_p = Path(new) if new else DEFAULT if default_pitched else None
+    return old_p, new_p
+
+
+def keyboard_in_tune(
+    path: Path, latent: dict[str, Any], *, notes: tuple[int, ...] = NOTES, hold_s: float = 0.45
+) -> dict[str, Any]:
+    """(a) through the keyboard voice: each note played at velocity 100 on a fresh stream
+    of one model (the streaming state carries across notes, as when playing)."""
+    pb = _playability()
+    model = pb.fresh(path)
+    sr = int(model.sr)
+    lat, ratio = int(model.decode_params[0]), int(model.decode_params[1])
+    dt = ratio / sr
+    kb = Keyboard(VoiceParams(voices=1, attack_ms=10.0, release_ms=100.0, glide_ms=0.0))
+    voice = VoiceLatent(latent)
+    hold = int(hold_s / dt)
+    tail = int(0.12 / dt)
+    z = np.zeros((lat, hold + tail), np.float32)
+    errors = []
+    torch.manual_seed(0)
+    for note in notes:
+        kb.note(1, note, 100)
+        for k in range(hold + tail):
+            if k == hold:
+                kb.note(1, note, 0)
+            p, env, _ = kb.step(dt)
+            voice.write(z[:, k], float(p[0]), float(env[0]))
+        with torch.no_grad():
+            y = model.decode(torch.from_numpy(z)[None])[0, 0].numpy().astype(np.float64)
+        f = 440.0 * 2 ** ((note - 69) / 12)
+        steady = y[int(0.15 * sr) : hold * ratio]  # after the attack, before the release
+        f0, _ = pb.estimate_f0(steady, sr, fmin=0.5 * f, fmax=min(2 * f, 0.45 * sr))
+        errors.append(1200 * np.log2(f0 / f) if np.isfinite(f0) else float("inf"))
+    err = np.abs(np.array(errors))
+    return {
+        "notes": [notes[0], notes[-1]],
+        "velocity": 100,
+        "median_abs_cents": round(float(np.median(err)), 3),
+        "max_abs_cents": round(float(err.max()), 3),
+        "worst_note": int(notes[int(np.argmax(err))]),
+        "errors_cents": [round(float(e), 2) for e in errors],
+    }
+
+
+def reconstruction(path: Path, holdout: Path) -> dict[str, Any]:
+    from models.evaluate import evaluate
+
+    try:
+        rec = evaluate(path, holdout)["reconstruction"]
+    except Exception as exc:  # a model family models.evaluate cannot load: say so, go on
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {k: rec[k] for k in ("segments", "segment_seconds", "mss_model") if k in rec}
+
+
+def measure(path: Path, holdout: Path) -> dict[str, Any]:
+    pb = _playability()
+    latent = pb.card_latent(path)
+    out: dict[str, Any] = {
+        "model": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    }
+    out["card_latent"] = latent
+    t0 = time.perf_counter()
+    if "pitch_dim" in latent:
+        out["a_in_tune_keyboard"] = keyboard_in_tune(path, latent)
+        held = pb.in_tune(pb.fresh(path), latent, notes=NOTES)
+        out["a_in_tune_held_latent"] = {k: v for k, v in held.items() if k != "errors_cents"}
+    else:
+        out["a_in_tune_keyboard"] = {
+            "not_applicable": "the card declares no pitch dimension: notes cannot set a pitch"
+        }
+    buzz = pb.held_latent_buzz(pb.fresh(path), latent=latent or None)
+    buzz["rows"] = [
+        {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()}
+        for r in buzz["rows"]
+    ]
+    out["b_held_latent_buzz"] = buzz
+    out["c_latent_jitter"] = pb.latent_jitter(pb.fresh(path), latent=latent or None)
+    out["d_reconstruction"] = reconstruction(path, holdout)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out["e_decode_speed_1_thread"] = pb.decode_speed(pb.fresh(path))
+    finally:
+        torch.set_num_threads(threads)
+    out["seconds_to_measure"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The five headline figures, for the README and the issue note."""
+    a = result.get("a_in_tune_keyboard", {})
+    c = result.get("c_latent_jitter", {})
+    return {
+        "a_median_abs_cents": a.get("median_abs_cents"),
+        "a_max_abs_cents": a.get("max_abs_cents"),
+        "b_buzz_share": result["b_held_latent_buzz"]["share"],
+        "c_latent_std_max": c.get("max_std_all_dims"),
+        "c_latent_std_max_timbre": c.get("max_std_timbre_dims"),
+        "d_mss": result["d_reconstruction"].get("mss_model"),
+        "e_x_real_time_1_thread": result["e_decode_speed_1_thread"]["x_real_time"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", help="old model (default: models/legacy/sillage-v1.ts)")
+    parser.add_argument("--new", help="new model (default: the default model, if pitched)")
+    parser.add_argument("--holdout", help=f"held-out audio folder (default {HOLDOUT})")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    old, new = pick_models(args.old, args.new)
+    with tempfile.TemporaryDirectory() as tmp:
+        holdout = Path(args.holdout) if args.holdout else HOLDOUT
+        if not holdout.is_dir():
+            from models.corpus import write_corpus
+
+            print("writing a small synthetic holdout...", file=sys.stderr, flush=True)
+            write_corpus(Path(tmp) / "corpus", seed=0, minutes=0.5)
+            holdout = Path(tmp) / "corpus" / "holdout"
+        results: dict[str, Any] = {}
+        for label, path in (("old", old), ("new", new)):
+            if path is None or not path.is_file():
+                results[label] = {"missing": f"no {label} model ({path or 'none found'})"}
+                continue
+            print(f"measuring {label}: {path}", file=sys.stderr, flush=True)
+            results[label] = measure(path, holdout)
+            results[label]["summary"] = summary(results[label])
+    emit(
+        "playability",
+        {
+            "goals": GOALS,
+            "holdout": str(holdout if args.holdout or HOLDOUT.is_dir() else "synthetic (0.5 min)"),
+            "old": results["old"],
+            "new": results["new"],
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
