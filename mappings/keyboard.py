@@ -359,7 +359,11 @@ class VoiceLatent:
 
 
 def timbre_dims(latent: dict[str, Any], latent_size: int) -> list[int]:
-    """Latent dimensions that are neither the card's pitch nor its loudness dimension."""
+    """The card's ``timbre_dims`` when it lists them, else every latent dimension that is
+    neither its pitch nor its loudness dimension."""
+    listed = latent.get("timbre_dims")
+    if listed is not None:
+        return [int(d) for d in listed if 0 <= int(d) < latent_size]
     taken = {latent.get("pitch_dim"), latent.get("loudness_dim")}
     return [d for d in range(latent_size) if d not in taken]
 

@@ -269,6 +269,7 @@ def test_played_voices_rows_and_timbre_dims() -> None:
             "loudness_ref_db": -30.0, "loudness_db_per_unit": 15.0}  # fmt: skip
     assert timbre_dims(card, 8) == [2, 3, 4, 5, 6, 7]
     assert timbre_dims({}, 4) == [0, 1, 2, 3]
+    assert timbre_dims({**card, "timbre_dims": [3, 2, 9]}, 8) == [3, 2]
     pv = PlayedVoices(VoiceParams(voices=2, attack_ms=0.0), card, 4)
     base = np.array([9.0, 9.0, 0.5, -0.5])
     pv.on_midi("/midi/note", (1, 69, 127))
