@@ -130,6 +130,7 @@ class HarmonicNoiseSynth(nn.Module):
     harmonics: torch.Tensor
     ramp: torch.Tensor
     ir_window: torch.Tensor
+    ir_basis: torch.Tensor
 
     def __init__(self, samplerate: int, ratio: int, n_harmonics: int, n_noise: int) -> None:
         super().__init__()
@@ -149,6 +150,15 @@ class HarmonicNoiseSynth(nn.Module):
             "ramp", torch.arange(1, ratio + 1, dtype=torch.float64).view(1, 1, -1) / ratio
         )
         self.register_buffer("ir_window", torch.hann_window(self.ir_size, periodic=False))
+        # The magnitudes → impulse response map is linear: as a matrix it lets the noise be
+        # filtered by a plain (grouped) convolution instead of FFTs (ONNX has no rfft).
+        eye = torch.eye(n_noise)
+        basis = torch.fft.irfft(torch.complex(eye, torch.zeros_like(eye)), n=self.ir_size)
+        basis = torch.roll(basis, self.ir_size // 2, -1) * self.ir_window
+        self.register_buffer("ir_basis", basis.contiguous(), persistent=False)
+        # Noise filtering: 0 FFTs (training, long sequences), 1 gather + matmul (TorchScript
+        # streaming, a frame per call), 2 grouped convolution (ONNX). Same output.
+        self.noise_path = 0
         self.state_in: torch.Tensor = _NO_STATE
         self.state_out: torch.Tensor = _NO_STATE
 
@@ -219,13 +229,29 @@ class HarmonicNoiseSynth(nn.Module):
         new_tail = tail
         if add_noise:
             mags = noise_mags.transpose(1, 2)  # (b, F, M)
-            ir = torch.fft.irfft(torch.complex(mags, torch.zeros_like(mags)), n=self.ir_size)
-            ir = torch.roll(ir, self.ir_size // 2, -1) * self.ir_window
             noise = torch.rand(b, n_frames, n, dtype=f0.dtype, device=f0.device) * 2 - 1
-            spec = torch.fft.rfft(noise, self.fft_size) * torch.fft.rfft(ir, self.fft_size)
-            blocks = torch.fft.irfft(spec, self.fft_size)  # (b, F, fft_size)
-            heads = blocks[..., :n]
-            tails = F.pad(blocks[..., n:], (0, 2 * n - self.fft_size))  # (b, F, n)
+            if self.noise_path != 0:
+                size = self.ir_size
+                ir = torch.matmul(mags, self.ir_basis)  # (b, F, ir_size)
+                padded = F.pad(noise, (size - 1, size - 1))  # (b, F, n + 2·size − 2)
+                if self.noise_path == 1:  # TorchScript: gather + matmul (no slow conv path)
+                    windows = padded.unfold(-1, size, 1)  # (b, F, n + size − 1, size)
+                    full = torch.matmul(windows, ir.flip(-1).unsqueeze(-1)).squeeze(-1)
+                else:  # ONNX: one grouped convolution (exports; unfold does not)
+                    weight = ir.flip(-1).reshape(b * n_frames, 1, size)
+                    full = F.conv1d(
+                        padded.reshape(1, b * n_frames, -1), weight, groups=b * n_frames
+                    )
+                    full = full.reshape(b, n_frames, n + size - 1)
+                heads = full[..., :n]
+                tails = F.pad(full[..., n:], (0, 1 - size + n))  # (b, F, n)
+            else:
+                ir = torch.fft.irfft(torch.complex(mags, torch.zeros_like(mags)), n=self.ir_size)
+                ir = torch.roll(ir, self.ir_size // 2, -1) * self.ir_window
+                spec = torch.fft.rfft(noise, self.fft_size) * torch.fft.rfft(ir, self.fft_size)
+                blocks = torch.fft.irfft(spec, self.fft_size)  # (b, F, fft_size)
+                heads = blocks[..., :n]
+                tails = F.pad(blocks[..., n:], (0, 2 * n - self.fft_size))  # (b, F, n)
             prev_tails = torch.cat([tail.unsqueeze(1), tails[:, :-1]], 1)
             y = y + heads + prev_tails
             new_tail = tails[:, -1]

@@ -18,34 +18,60 @@ import torch
 from torch import nn
 
 from models.config import ModelConfig
+from models.ddsp import DDSP, HarmonicNoiseSynth
 from models.layers import CachedConv1d, cached_convs
 from models.vae import VAE
 
 
 class ExplicitStateDecoder(nn.Module):
-    """Wraps :meth:`VAE.decode` so caches flow in and out as tensors (for tracing)."""
+    """Wraps :meth:`VAE.decode` (or :meth:`DDSP.decode <models.ddsp.DDSP.decode>`) so caches
+    flow in and out as tensors (for tracing). For the DDSP family the last state is the
+    synthesiser's (phase, previous controls, noise tail), after the decoder's caches."""
 
-    def __init__(self, model: VAE) -> None:
+    def __init__(self, model: VAE | DDSP) -> None:
         super().__init__()
         self.model = model
-        self.convs: list[CachedConv1d] = cached_convs(model.decoder) + cached_convs(
-            model.pqmf.synthesis_conv
-        )
+        self.convs: list[CachedConv1d] = cached_convs(model.decoder)
+        self.synth: HarmonicNoiseSynth | None = None
+        if isinstance(model, DDSP):
+            self.synth = model.synth
+            self.synth.mode = 2
+            self.synth.noise_path = 2  # ONNX has no rfft: filter by convolution
+        else:
+            self.convs += cached_convs(model.pqmf.synthesis_conv)
         for conv in self.convs:
             conv.mode = 2
 
     def initial_state(self, batch_size: int = 1) -> list[torch.Tensor]:
-        """Zero caches: shapes (batch, in_channels, pad_left) in call order."""
-        return [torch.zeros(batch_size, c.in_channels, c.pad_left) for c in self.convs]
+        """Zero caches: shapes (batch, in_channels, pad_left) in call order (then, for the
+        DDSP family, the synthesiser's state (batch, state_size))."""
+        states = [torch.zeros(batch_size, c.in_channels, c.pad_left) for c in self.convs]
+        if self.synth is not None:
+            states.append(self.synth.initial_state(batch_size))
+        return states
 
     def forward(self, z: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        for conv, s in zip(self.convs, states, strict=True):
+        n = len(self.convs)
+        for conv, s in zip(self.convs, states[:n], strict=True):
             conv.state_in = s
+        if self.synth is not None:
+            self.synth.state_in = states[n]
         y = self.model.decode(z, True)
-        return (y, *[conv.state_out for conv in self.convs])
+        out = [conv.state_out for conv in self.convs]
+        if self.synth is not None:
+            out.append(self.synth.state_out)
+        return (y, *out)
+
+    def restore(self) -> None:
+        """Back to zero-padding mode (training / whole-sequence decode)."""
+        for conv in self.convs:
+            conv.mode = 0
+        if self.synth is not None:
+            self.synth.mode = 0
+            self.synth.noise_path = 0
 
 
-def export_onnx(model: VAE, cfg: ModelConfig, path: str | Path | None = None) -> bytes:
+def export_onnx(model: VAE | DDSP, cfg: ModelConfig, path: str | Path | None = None) -> bytes:
     """Export the decoder (one frame per call, batch 1) to ONNX; returns the bytes too."""
     if not cfg.causal:
         raise ValueError("ONNX streaming export needs a causal model")
@@ -70,8 +96,7 @@ def export_onnx(model: VAE, cfg: ModelConfig, path: str | Path | None = None) ->
     data = buf.getvalue()
     if path is not None:
         Path(path).write_bytes(data)
-    for conv in wrapper.convs:
-        conv.mode = 0
+    wrapper.restore()
     return data
 
 
