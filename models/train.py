@@ -125,6 +125,8 @@ class Trainer:
         self.step = 0
         self.total_steps = 0
         self.base_steps = 0
+        self.max_seconds: float | None = None
+        self.started = time.monotonic()
 
     # -- state -------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -215,11 +217,19 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        """Constant, then a smooth decay to 20 % over the last quarter of the run."""
-        start = int(self.total_steps * 0.75)
-        if step < start or self.total_steps <= start:
+        """Constant, then a smooth decay to 20 % over the last quarter of the run.
+
+        With a wall-time limit (``--max-minutes``) the run's progress is the larger of the
+        step fraction and the time fraction, so a run stopped by the clock on a busy shared
+        machine still ends its schedule with the decay.
+        """
+        progress = step / max(1, self.total_steps)
+        if self.max_seconds:
+            elapsed = time.monotonic() - self.started
+            progress = max(progress, elapsed / self.max_seconds)
+        if progress < 0.75:
             return self.cfg.learning_rate
-        frac = (step - start) / max(1, self.total_steps - start)
+        frac = min(1.0, (progress - 0.75) / 0.25)
         return self.cfg.learning_rate * (0.2 + 0.8 * 0.5 * (1 + np.cos(np.pi * frac)))
 
     def train_step(self) -> dict[str, float]:
@@ -263,6 +273,8 @@ class Trainer:
         from tqdm import tqdm
 
         self.total_steps = total_steps
+        self.max_seconds = max_seconds
+        self.started = time.monotonic()
         cfg = self.cfg
         log_path = self.run_dir / "log.jsonl"
         bar = tqdm(
