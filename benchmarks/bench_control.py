@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from instrument.adapters.chain import ChainController  # noqa: E402
-from instrument.control import ControlState  # noqa: E402
-from instrument.events import Event  # noqa: E402
+from instrument.link.events import Event  # noqa: E402
 from instrument.patch import PatchContext, load_patch  # noqa: E402
+from instrument.patch.chain import ChainController  # noqa: E402
+from instrument.patch.contract import ControlState  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "control.json"
 LATENT = 8

@@ -27,10 +27,10 @@ def throughput(model: Path, frames: int = 200, trials: int = 40) -> dict[str, fl
     import torch
 
     torch.set_num_threads(1)
-    from instrument.engine import DecodeLoop
-    from instrument.events import EventQueue
+    from instrument.engine.loop import DecodeLoop
+    from instrument.engine.runtime import ModelRuntime
+    from instrument.link.events import EventQueue
     from instrument.patch import PatchContext, load_patch
-    from instrument.runtime import ModelRuntime
 
     rt = ModelRuntime(model)
     ModelRuntime.prepare_thread()

@@ -41,7 +41,7 @@ def main() -> None:
 
     import sounddevice as sd
 
-    from instrument.live import LiveConfig, LiveEngine, OutputSpec, WorkerSpec
+    from instrument.control.live import LiveConfig, LiveEngine, OutputSpec, WorkerSpec
 
     spec = WorkerSpec(
         model=args.model,
@@ -72,7 +72,7 @@ def main() -> None:
             str(port),
             str(args.rate),
             str(args.seconds),
-            str(engine.model_info[3]),
+            str(engine.model.latent_size),
         ],
         cwd=Path(__file__).resolve().parent.parent,
         stdout=subprocess.PIPE,
@@ -86,7 +86,7 @@ def main() -> None:
     m = engine.metrics
     p50, p99 = engine.decode_ms()
     med, jit = engine.latency_ms()
-    lat = np.asarray(engine.snap.get("latency_values_ms") or [])
+    lat = np.asarray(engine.snap.latency_values_ms or [])
     print(
         json.dumps(
             {
@@ -111,8 +111,8 @@ def main() -> None:
                 if lat.size
                 else [],
                 "latency_budget_ms": engine.latency_terms_ms(),
-                "model": engine.model_info[0],
-                "ratio": engine.model_info[2],
+                "model": engine.model.name,
+                "ratio": engine.model.ratio,
                 "samplerate": engine.samplerate,
                 "portaudio": sd.get_portaudio_version()[1],
             }

@@ -13,14 +13,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = ROOT / "models" / "default" / "sillage-default.ts"
+from instrument.errors import EngineError, SillageError, UserError
+from instrument.paths import DEFAULT_MODEL, RECORD_DIR, ROOT, UI_MAIN
 
-
-class UserError(Exception):
-    """Anything the performer can fix; printed without a traceback."""
+if TYPE_CHECKING:
+    from instrument.link.messages import EngineSnapshot
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -113,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--record-dir",
-        default="recordings",
+        default=RECORD_DIR,
         help="where /sillage/record sessions and /sillage/tag marks go (default ./recordings)",
     )
     p.add_argument(
@@ -190,26 +189,24 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     import torch
 
     torch.set_num_threads(args.threads)
-    from instrument.live import make_context
-    from instrument.patch import PatchError, load_patch
-    from instrument.runtime import ModelError, ModelRuntime
+    from instrument.engine.loading import load_start
 
     model_path = resolve_model(args.model)
-    try:
-        runtime = ModelRuntime(model_path, threads=args.threads)
-    except ModelError as exc:
-        raise UserError(f"ModelError: {exc}") from None
-    try:
-        patch = load_patch(args.patch, context=make_context(runtime))
-    except PatchError as exc:
-        raise UserError(f"PatchError: {exc}") from None
-    return runtime, patch, load_map(map_path(args.map, model_path))
+    start = load_start(model_path, args.patch, threads=args.threads)
+    return start.runtime, start.patch, load_map(map_path(args.map, model_path))
 
 
-def status_line(snap: dict[str, Any]) -> str:
-    name, model_sr, ratio, latent, channels = snap["model"]
-    terms = snap["terms"]
-    sr = snap["samplerate"]
+def status_line(snap: EngineSnapshot) -> str:
+    model = snap.model
+    name, model_sr, ratio, latent, channels = (
+        model.name,
+        model.samplerate,
+        model.ratio,
+        model.latent_size,
+        model.channels,
+    )
+    terms = snap.terms
+    sr = snap.samplerate
     budget = " + ".join(f"{k} {v:.1f}" for k, v in terms.items() if math.isfinite(v))
     model_delay = "" if math.isfinite(terms.get("model", math.nan)) else " + model delay unknown"
     total = sum(v for v in terms.values() if math.isfinite(v))
@@ -221,10 +218,9 @@ def status_line(snap: dict[str, Any]) -> str:
 
 
 def run_offline(args: argparse.Namespace) -> int:
-    from instrument.events import ScoreError, read_score
+    from instrument.engine.offline import render, write_wav
+    from instrument.link.events import read_score
     from instrument.metrics import Reporter
-    from instrument.offline import render, write_wav
-    from instrument.patch import load_patch
 
     if args.seconds is None or not args.seconds > 0:
         raise UserError("--offline needs --seconds S (a positive length)")
@@ -238,16 +234,8 @@ def run_offline(args: argparse.Namespace) -> int:
     runtime, patch, latent_map = _setup(args)
     events = []
     if args.score:
-        try:
-            events = read_score(args.score)
-        except ScoreError as exc:
-            raise UserError(f"ScoreError: {exc}") from None
+        events = read_score(args.score)
     reporter = Reporter()
-    from instrument.live import make_context
-
-    def loader(name: str, rt: Any) -> Any:
-        return load_patch(name, context=make_context(rt))
-
     sr = args.samplerate or runtime.info.samplerate
     t0 = time.perf_counter()
     audio = render(
@@ -259,7 +247,6 @@ def run_offline(args: argparse.Namespace) -> int:
         blocksize=args.blocksize,
         seed=args.seed,
         reporter=reporter,
-        load_patch=loader,
         latent_map=latent_map,
     )
     elapsed = time.perf_counter() - t0
@@ -276,7 +263,7 @@ def run_offline(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from instrument.live import LiveConfig
+    from instrument.control.live import LiveConfig
 
     state_to = tuple(args.state_to) if args.state_to else (("127.0.0.1", 7771),)
     try:
@@ -293,14 +280,11 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> Any:
-    from instrument.live import OutputSpec, WorkerSpec
-    from instrument.patch import PatchError, resolve
+    from instrument.control.live import OutputSpec, WorkerSpec
+    from instrument.patch import resolve
 
     model = resolve_model(args.model)
-    try:
-        resolve(args.patch)
-    except PatchError as exc:
-        raise UserError(f"PatchError: {exc}") from None
+    resolve(args.patch)
     the_map = map_path(args.map, model)
     blocksize = args.blocksize if kind == "device" else (args.blocksize or 256)
     output = OutputSpec(
@@ -332,8 +316,6 @@ NO_OUTPUT_HINT = (
 
 def _play(args: argparse.Namespace, engine: Any) -> None:
     """Start, print the status, run until Ctrl-C, SIGTERM or --seconds."""
-    from instrument.live import EngineError
-
     try:
         engine.start()
     except EngineError as exc:
@@ -346,7 +328,7 @@ def _play(args: argparse.Namespace, engine: Any) -> None:
         raise UserError(str(exc)) from None
     print(status_line(engine.snap), flush=True)
     print(
-        f"Sillage ready: OSC on {engine.config.osc_host}:{engine.inputs[0].port}, patch {engine.snap['patch']}; "
+        f"Sillage ready: OSC on {engine.config.osc_host}:{engine.inputs[0].port}, patch {engine.snap.patch}; "
         f"state to {', '.join(f'{h}:{p}' for h, p in engine.sender.subscribers) or 'subscribers'}; Ctrl-C stops",
         flush=True,
     )
@@ -383,7 +365,7 @@ def _play(args: argparse.Namespace, engine: Any) -> None:
 
 
 def run_realtime(args: argparse.Namespace, out: Path) -> int:
-    from instrument.live import LiveEngine
+    from instrument.control.live import LiveEngine
 
     engine = LiveEngine(_spec(args, "clock", wav_out=out), _config(args))
     _play(args, engine)
@@ -392,7 +374,7 @@ def run_realtime(args: argparse.Namespace, out: Path) -> int:
 
 
 def run_live(args: argparse.Namespace) -> int:
-    from instrument.live import LiveEngine
+    from instrument.control.live import LiveEngine
 
     engine = LiveEngine(_spec(args, "device"), _config(args))
     _play(args, engine)
@@ -401,7 +383,7 @@ def run_live(args: argparse.Namespace) -> int:
 
 def start_ui(args: argparse.Namespace, engine: Any) -> subprocess.Popen[bytes] | None:
     """The map window runs in its own process: it never shares the GIL with the decode worker."""
-    if not (ROOT / "ui" / "__main__.py").is_file():
+    if not UI_MAIN.is_file():
         return None
     if not (
         os.environ.get("DISPLAY")
@@ -441,4 +423,6 @@ def main(argv: list[str] | None = None) -> int:
         return run_live(args)
     except UserError as exc:
         parser.exit(1, f"sillage: {exc}\n")
+    except SillageError as exc:
+        parser.exit(1, f"sillage: {type(exc).__name__}: {exc}\n")
     return 0

@@ -13,8 +13,11 @@ range is rejected with a message (never clamped silently), except where ``clamp`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from instrument.errors import OSCInputError
 
 PREFIX = "/sillage"
 DEFAULT_OSC_PORT = 7770
@@ -27,6 +30,9 @@ class Address:
 
     ``path`` may end in ``/<i>`` (an integer index, e.g. a latent dimension).
     ``direction`` is ``"in"`` (to the engine) or ``"out"`` (state the engine sends).
+    ``route`` says who handles an input: ``"engine"`` (the decode loop, handler
+    ``DecodeLoop._on_<key>``), ``"side"`` (the control process answers it; it changes no sound)
+    or ``"patch"`` (the patch's controller).
     """
 
     path: str
@@ -39,6 +45,12 @@ class Address:
     group: str = "play"
     clamp: bool = False
     names: tuple[str, ...] = field(default_factory=tuple)
+    route: str = "engine"
+
+    @property
+    def key(self) -> str:
+        """The path as a Python name: ``/sillage/latent/<i>`` → ``latent_i``."""
+        return self.path.removeprefix(PREFIX + "/").replace("/<i>", "_i").replace("/", "_")
 
 
 # The table. Keep it sorted by group; the docs and patches follow this order.
@@ -168,6 +180,7 @@ ADDRESSES: tuple[Address, ...] = (
         example="/sillage/subscribe 7771",
         group="session",
         names=("port",),
+        route="side",
     ),
     Address(
         "/sillage/unsubscribe",
@@ -178,6 +191,7 @@ ADDRESSES: tuple[Address, ...] = (
         example="/sillage/unsubscribe 7771",
         group="session",
         names=("port",),
+        route="side",
     ),
     # --- learn (regression by demonstration, MIDI learn) ---------------------------------
     Address(
@@ -191,6 +205,7 @@ ADDRESSES: tuple[Address, ...] = (
         example="/sillage/learn record",
         group="learn",
         names=("command",),
+        route="patch",
     ),
     # --- labels (shared with the UI) ------------------------------------------------------
     Address(
@@ -200,6 +215,7 @@ ADDRESSES: tuple[Address, ...] = (
         example="/sillage/label breath 0.3 0.6",
         group="labels",
         names=("name", "x", "y"),
+        route="side",
     ),
     Address(
         "/sillage/label/delete",
@@ -208,6 +224,7 @@ ADDRESSES: tuple[Address, ...] = (
         example="/sillage/label/delete breath",
         group="labels",
         names=("name",),
+        route="side",
     ),
     Address(
         "/sillage/region",
@@ -217,6 +234,7 @@ ADDRESSES: tuple[Address, ...] = (
         example="/sillage/region drums 0.8 0.7 0.95 0.85",
         group="labels",
         names=("name", "x0", "y0", "x1", "y1"),
+        route="side",
     ),
     Address(
         "/sillage/region/delete",
@@ -225,6 +243,7 @@ ADDRESSES: tuple[Address, ...] = (
         example="/sillage/region/delete drums",
         group="labels",
         names=("name",),
+        route="side",
     ),
     # --- state out ---------------------------------------------------------------------
     Address(
@@ -317,14 +336,6 @@ ADDRESSES: tuple[Address, ...] = (
 
 INPUTS: tuple[Address, ...] = tuple(a for a in ADDRESSES if a.direction == "in")
 OUTPUTS: tuple[Address, ...] = tuple(a for a in ADDRESSES if a.direction == "out")
-
-
-class OSCInputError(ValueError):
-    """A message that does not match the table. ``kind`` names the class of fault."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def lookup(path: str) -> tuple[Address, int | None]:
@@ -420,6 +431,45 @@ def validate(
     return entry, index, tuple(out)
 
 
+ROUTES = ("engine", "side", "patch")
+
+
+def accept(
+    address: str,
+    args: tuple[Any, ...] | list[Any],
+    patch_validate: Callable[[str, tuple[Any, ...]], tuple[Any, ...]] | None = None,
+) -> tuple[str, str | None, int | None, tuple[Any, ...]]:
+    """Check one message where it enters; say where it goes.
+
+    ``/sillage/...`` addresses are checked against the table (``/sillage/learn/...`` belongs
+    to the patch); anything else goes to the patch, checked by ``patch_validate`` (the patch's
+    pure ``Controller.validate``) when given.
+
+    Returns
+    -------
+    route : str
+        ``"engine"``, ``"side"`` or ``"patch"``.
+    path : str or None
+        The table entry's path (``/sillage/latent/<i>``), None for patch addresses.
+    index : int or None
+        The ``<i>`` of an indexed address.
+    args : tuple
+        Normalised arguments.
+
+    Raises
+    ------
+    OSCInputError
+        With ``kind`` for the counters and a message that says what was expected.
+    """
+    if address.startswith(PREFIX + "/") and not address.startswith(PREFIX + "/learn/"):
+        entry, index, checked = validate(address, args)
+        return entry.route, entry.path, index, checked
+    checked = tuple(args)
+    if patch_validate is not None:
+        checked = patch_validate(address, checked)
+    return "patch", None, None, checked
+
+
 def _describe(kinds: str) -> str:
     names = {"f": "number", "i": "integer", "s": "string"}
     return ", ".join(names[k] for k in kinds) if kinds else "no arguments"
@@ -430,5 +480,6 @@ def _short(args: tuple[Any, ...]) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
+assert all(a.route in ROUTES for a in ADDRESSES)
 _EXACT = {a.path: a for a in ADDRESSES if not a.path.endswith("/<i>")}
 _INDEXED = {a.path[: -len("/<i>")]: a for a in ADDRESSES if a.path.endswith("/<i>")}

@@ -160,7 +160,7 @@ class HandsSource(Source):
 
 
 class MidiSource(Source):
-    """MIDI as the :mod:`instrument.midi` adapter (or any OSC sender) delivers it.
+    """MIDI as the :mod:`instrument.control.midi_in` adapter (or any OSC sender) delivers it.
 
     ``/midi/cc <channel 1-16> <control 0-127> <value 0-127>``, ``/midi/note <channel> <note>
     <velocity>`` (velocity 0 = note off), ``/midi/bend <channel> <value -8192..8191>``,

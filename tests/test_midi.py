@@ -1,6 +1,6 @@
 """MIDI adapter: messages become events, garbage is counted, no backend is not a crash.
 
-There is no MIDI hardware here: :class:`instrument.midi.FakeMidiInput` stands in for
+There is no MIDI hardware here: :class:`instrument.control.midi_in.FakeMidiInput` stands in for
 ``rtmidi.MidiIn`` (same callback interface). The ``jack`` test opens a real virtual port on a
 JACK server with the dummy driver.
 """
@@ -13,10 +13,10 @@ import threading
 import numpy as np
 import pytest
 
-from instrument.control import ControlState
-from instrument.events import Event, EventQueue
-from instrument.midi import FakeMidiInput, MidiInput, open_patch_midi, start_midi
+from instrument.control.midi_in import FakeMidiInput, MidiInput, open_patch_midi, start_midi
+from instrument.link.events import Event, EventQueue
 from instrument.patch import PatchContext, load_patch
+from instrument.patch.contract import ControlState
 
 
 class Collect:

@@ -81,7 +81,7 @@ def test_every_family_renders_finite_non_silent_audio() -> None:
 
 
 def test_tiny_model_loads_in_sillage_runtime(tmp_path: Path) -> None:
-    runtime = pytest.importorskip("instrument.runtime")
+    runtime = pytest.importorskip("instrument.engine.runtime")
     from models.testing import make_tiny_model
 
     path = make_tiny_model(tmp_path / "tiny.ts", latent_size=6, ratio=128)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from instrument.events import Event, ScoreError, read_score
-from instrument.limiter import SafetyLimiter
+from instrument.engine.offline import render
+from instrument.engine.output_safety import SafetyLimiter
+from instrument.engine.runtime import ModelRuntime
+from instrument.engine.trajectory import Trajectory
+from instrument.link.events import Event, ScoreError, read_score
 from instrument.metrics import Reporter
-from instrument.offline import render
 from instrument.patch import PatchContext, load_patch
-from instrument.runtime import ModelRuntime
-from instrument.trajectory import Trajectory
 from tests.conftest import ROOT
 from tests.modelfixtures import save
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instrument.adapters.chain import SAVE_THREAD
-from instrument.control import ControlState, DirectController
-from instrument.events import Event, write_score
+from instrument.link.events import Event, write_score
 from instrument.patch import PATCH_DIR, PatchContext, PatchError, load_patch
+from instrument.patch.chain import SAVE_THREAD
+from instrument.patch.contract import ControlState, DirectController
 from instrument.protocol import OSCInputError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -47,7 +47,7 @@ def model_path() -> Path:
 
 @pytest.fixture(scope="module")
 def runtime(model_path: Path):
-    from instrument.runtime import ModelRuntime
+    from instrument.engine.runtime import ModelRuntime
 
     return ModelRuntime(model_path)
 

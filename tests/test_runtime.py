@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instrument.runtime import ModelError, ModelRuntime
+from instrument.engine.runtime import ModelError, ModelRuntime
 from tests.modelfixtures import corrupt_model, save, wrong_interface_model
 
 

@@ -6,7 +6,7 @@ import socket
 
 from pythonosc.osc_message import OscMessage
 
-from instrument.state_out import StateSender
+from instrument.control.state_out import StateSender
 
 
 def _recv(sock: socket.socket) -> tuple[str, list]:

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instrument.control import ControlState
-from instrument.events import Event
+from instrument.link.events import Event
 from instrument.patch import PATCH_DIR, PatchContext, load_patch
+from instrument.patch.contract import ControlState
 from instrument.protocol import OSCInputError
 
 ROOT = Path(__file__).resolve().parent.parent

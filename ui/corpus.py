@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from models.nn import ContractError, read_contract
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3")
 SAMPLED_SOURCE = "(sampled latent walk)"
 
@@ -52,20 +54,19 @@ class NnModel:
             # torch 2.13 deprecates every torch.jit entry point; the model format is still jit.
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(str(path), map_location="cpu").eval()
-        if not _has_method(module, "decode"):
-            raise MapBuildError(f"{path}: no 'decode' method; not an nn~-interface model")
-        dec = _params(module, "decode_params", path)
-        has_encode = _has_method(module, "encode") and hasattr(module, "encode_params")
-        enc = _params(module, "encode_params", path) if has_encode else None
-        sr = _samplerate(module, path)
+        try:
+            c = read_contract(module, path)
+        except ContractError as exc:
+            raise MapBuildError(f"{path}: {exc}") from None
+        has_encode = c.has_encode and c.encode is not None
         return cls(
             module=module,
-            name=path.stem,
-            samplerate=sr,
-            ratio=int(dec[1]),
-            latent_size=int(dec[0]),
-            in_channels=int(enc[0]) if enc is not None else int(dec[2]),
-            out_channels=int(dec[2]),
+            name=c.name,
+            samplerate=c.samplerate,
+            ratio=c.ratio,
+            latent_size=c.latent_size,
+            in_channels=c.encode.in_channels if has_encode and c.encode else c.channels,
+            out_channels=c.channels,
             has_encode=has_encode,
         )
 
@@ -87,37 +88,6 @@ class NnModel:
         with torch.no_grad():
             y = self.module.decode(x)
         return y[0].mean(dim=0).numpy().astype(np.float32)
-
-
-def _has_method(module: Any, name: str) -> bool:
-    try:
-        return bool(module._c._has_method(name))
-    except AttributeError:
-        return callable(getattr(module, name, None))
-
-
-def _params(module: Any, name: str, path: Path) -> list[int]:
-    buf = getattr(module, name, None)
-    if buf is None:
-        raise MapBuildError(
-            f"{path}: buffer {name!r} missing (nn~ needs [in_ch, in_ratio, out_ch, out_ratio])"
-        )
-    values = [int(v) for v in buf.tolist()]
-    if len(values) != 4:
-        raise MapBuildError(f"{path}: {name} should hold 4 integers, got {values}")
-    return values
-
-
-def _samplerate(module: Any, path: Path) -> int:
-    for attr in ("sr", "sampling_rate"):
-        value = getattr(module, attr, None)
-        if value is not None:
-            return int(value)
-    if _has_method(module, "get_sample_rate"):
-        return int(module.get_sample_rate())
-    raise MapBuildError(
-        f"{path}: no sample rate (attribute 'sr', 'sampling_rate' or get_sample_rate())"
-    )
 
 
 # ---------------------------------------------------------------------- audio and descriptors

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from instrument.events import Event
+from instrument.link.events import Event
 
 LATENT_LIMIT = 8.0
 

@@ -10,7 +10,7 @@ A patch file (``patches/<name>.toml``, format in ``docs/control.md``)::
                                 out, rest, hold_s, ease_s (see mappings.conditioning)
     [mapping]      kind (direct, matrix, loop, regression), inputs = ["<signal>", ...], ...
 
-:func:`load_patch` reads it and builds a :class:`~instrument.adapters.chain.ChainController`
+:func:`load_patch` reads it and builds a :class:`~instrument.patch.chain.ChainController`
 (or the plain :class:`~instrument.control.DirectController` when the patch declares no inputs
 and no mapping). Every mistake raises :class:`PatchError` naming the file, the key and the fix.
 """
@@ -18,38 +18,20 @@ and no mapping). Every mistake raises :class:`PatchError` naming the file, the k
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from instrument.control import Controller, DirectController
-
-PATCH_DIR = Path(__file__).resolve().parent.parent / "patches"
-
-
-class PatchError(ValueError):
-    """A patch that cannot be found or does not make sense; the message names the fix."""
-
-
-@dataclass(frozen=True)
-class PatchContext:
-    """What a patch may use from the engine while it is built (on a side thread).
-
-    ``encode`` maps audio, shape (channels, n_samples) float32 at ``samplerate``, to latents,
-    shape (latent_size, n_frames); None for decoder-only models.
-    """
-
-    latent_size: int
-    samplerate: int
-    encode: Callable[[np.ndarray], np.ndarray] | None = None
+from instrument.errors import PatchError
+from instrument.patch.build import build_controller
+from instrument.patch.context import PatchContext
+from instrument.patch.contract import Controller, DirectController
+from instrument.paths import PATCH_DIR
 
 
 @dataclass
 class Patch:
-    """A loaded patch. ``midi`` is the MIDI port spec to open (:func:`instrument.midi.start_midi`),
+    """A loaded patch. ``midi`` is the MIDI port spec to open (:func:`instrument.control.midi_in.start_midi`),
     None when the patch uses no MIDI."""
 
     name: str
@@ -98,8 +80,6 @@ def load_patch(name_or_path: str | Path, *, context: PatchContext) -> Patch:
     if not data.get("input") and data.get("mapping", {}).get("kind", "direct") == "direct":
         controller = DirectController()
     else:
-        from instrument.adapters.build import build_controller
-
         try:
             chain = build_controller(name, data, path.parent, context)
         except (ValueError, TypeError, KeyError, OSError) as exc:

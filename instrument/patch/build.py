@@ -7,20 +7,18 @@ the file name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from instrument.adapters.chain import ChainController, MappingSpec, Signal
+from instrument.patch.chain import ChainController, MappingSpec, Signal
+from instrument.patch.context import PatchContext
 from mappings.conditioning import Conditioner, ConditionerSpec
 from mappings.gesture import MotionParams
 from mappings.imu import FORMATS
 from mappings.matrix import LoopMapping, MatrixMapping, build_matrix
 from mappings.regression import Demonstrations
 from mappings.sources import HandsSource, ImuSource, MidiSource, Source, VectorSource
-
-if TYPE_CHECKING:
-    from instrument.patch import PatchContext
 
 DEFAULT_NAMES = {
     "riot-v2": "riot", "riot-v3": "riot", "comote-v2": "comote", "comote-v3": "comote",

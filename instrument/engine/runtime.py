@@ -10,17 +10,15 @@ out_ratio]``, and its sample rate in ``sr`` (RAVE), ``sampling_rate`` (older RAV
 from __future__ import annotations
 
 import io
-import tomllib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-class ModelError(Exception):
-    """A model that cannot be played; the message names what is missing and what was found."""
+from instrument.errors import ModelError
+from models.nn import ContractError, LatentCard, read_contract
 
 
 @dataclass(frozen=True)
@@ -28,6 +26,8 @@ class ModelInfo:
     """What the engine needs to know about a model.
 
     ``delay_samples`` is the model's own latency (None when unknown: no model card).
+    ``latent`` names the pitch/loudness dimensions when the card has a ``[latent]`` table
+    (every field None otherwise). Read through :mod:`models.nn`, the one contract reader.
     """
 
     path: str
@@ -39,6 +39,7 @@ class ModelInfo:
     methods: tuple[str, ...]
     delay_samples: int | None
     card: dict[str, Any]
+    latent: LatentCard = field(default_factory=LatentCard)
 
     @property
     def frame_s(self) -> float:
@@ -70,60 +71,6 @@ def _jit_load(data: bytes, label: str) -> Any:
             ) from None
 
 
-def _params(module: Any, method: str) -> list[int] | None:
-    buf = getattr(module, f"{method}_params", None)
-    if buf is None:
-        return None
-    try:
-        values = [int(v) for v in buf.tolist()]
-    except Exception:
-        return None
-    return values if len(values) == 4 else None
-
-
-def _samplerate(module: Any) -> int | None:
-    for attr in ("sr", "sampling_rate"):
-        value = getattr(module, attr, None)
-        if value is not None:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                pass
-    getter = getattr(module, "get_sample_rate", None)
-    if getter is not None:
-        try:
-            return int(getter())
-        except Exception:
-            return None
-    return None
-
-
-def _methods(module: Any) -> tuple[str, ...]:
-    getter = getattr(module, "get_methods", None)
-    if getter is not None:
-        try:
-            return tuple(str(m) for m in getter())
-        except Exception:
-            pass
-    return tuple(m for m in ("encode", "decode", "forward", "prior") if hasattr(module, m))
-
-
-def read_card(path: Path) -> dict[str, Any]:
-    """The model card beside a model (``MODEL.toml`` or ``MODEL.json``), or {}."""
-    for card in (path.with_suffix(".toml"), path.with_suffix(".json")):
-        if card.is_file():
-            try:
-                if card.suffix == ".toml":
-                    return tomllib.loads(card.read_text(encoding="utf-8"))
-                import json
-
-                data = json.loads(card.read_text(encoding="utf-8"))
-                return data if isinstance(data, dict) else {}
-            except (OSError, ValueError):
-                return {}
-    return {}
-
-
 class ModelRuntime:
     """A loaded, validated model. Not thread-safe: one runtime per decode worker.
 
@@ -152,49 +99,21 @@ class ModelRuntime:
         self.validate()
 
     def _inspect(self, module: Any) -> ModelInfo:
-        methods = _methods(module)
-        found = ", ".join(methods) or "none"
-        if "decode" not in methods or not hasattr(module, "decode"):
-            raise ModelError(
-                f"{self.path.name} has no 'decode' method (found methods: {found}); "
-                "Sillage needs an nn~-style model with decode and decode_params"
-            )
-        params = _params(module, "decode")
-        if params is None:
-            attrs = [a for a in dir(module) if a.endswith("_params")]
-            raise ModelError(
-                f"{self.path.name} has no usable 'decode_params' buffer "
-                f"[latent_size, ratio, channels, 1] (found: {', '.join(attrs) or 'no *_params'})"
-            )
-        latent_size, ratio, channels, _ = params
-        if latent_size < 1 or ratio < 1 or channels not in (1, 2):
-            raise ModelError(
-                f"{self.path.name}: decode_params {params} make no sense "
-                "(expected latent_size >= 1, ratio >= 1, 1 or 2 channels)"
-            )
-        sr = _samplerate(module)
-        if sr is None or sr <= 0:
-            raise ModelError(
-                f"{self.path.name} does not say its sample rate "
-                "(looked for attribute 'sr', 'sampling_rate' and method get_sample_rate())"
-            )
-        card = read_card(self.path)
-        delay = card.get(
-            "delay_samples",
-            card.get("model", {}).get("delay_samples")
-            if isinstance(card.get("model"), dict)
-            else None,
-        )
+        try:
+            c = read_contract(module, self.path)
+        except ContractError as exc:
+            raise ModelError(str(exc)) from None
         return ModelInfo(
             path=str(self.path),
-            name=self.path.stem,
-            samplerate=sr,
-            latent_size=latent_size,
-            ratio=ratio,
-            channels=channels,
-            methods=methods,
-            delay_samples=int(delay) if isinstance(delay, (int, float)) else None,
-            card=card,
+            name=c.name,
+            samplerate=c.samplerate,
+            latent_size=c.latent_size,
+            ratio=c.ratio,
+            channels=c.channels,
+            methods=c.methods,
+            delay_samples=c.delay_samples,
+            card=c.card,
+            latent=c.latent,
         )
 
     def validate(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from instrument.control import Outgoing
+from instrument.patch.contract import Outgoing
 
 
 def build(address: str, args: tuple[Any, ...] | list[Any]) -> bytes:

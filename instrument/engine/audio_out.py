@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-
-class OutputError(RuntimeError):
-    """No usable output device; the message says what to do."""
+from instrument.engine import rtmixer_access
+from instrument.errors import OutputError
 
 
 def find_device(spec: str | int | None, *, kind: str = "output") -> int | None:
@@ -90,6 +89,7 @@ class RingOutput:
         import rtmixer
         import sounddevice as sd
 
+        rtmixer_access.check(rtmixer)
         self._rtmixer = rtmixer
         try:
             self.mixer = rtmixer.Mixer(
@@ -108,8 +108,8 @@ class RingOutput:
         self.channels = channels
         self.blocksize = blocksize
         self.ring = rtmixer.RingBuffer(4 * channels, _next_pow2(capacity))
-        self._rb = self.ring._ptr
-        self._result_rb = self.mixer._result_q._ptr
+        self._rb = rtmixer_access.ring_struct(self.ring)
+        self._result_rb = rtmixer_access.result_queue_struct(self.mixer)
         self.capacity = self.ring.write_available
         self.underruns = 0
         self._played_before = 0  # frames played by dropped actions
@@ -132,10 +132,8 @@ class RingOutput:
     def _arm(self) -> None:
         self._action = self.mixer.play_ringbuffer(self.ring)
 
-    # cffi releases the GIL around every C call, and under a GIL-busy neighbour each
-    # re-acquisition can cost a whole switch interval. So the per-frame bookkeeping reads the
-    # ring's indices from its struct (plain memory reads, no C call, no GIL hand-off); only
-    # the write itself and rare events (a finished action) call into C.
+    # Per-frame bookkeeping reads the ring's C struct (no C call, no GIL hand-off): see
+    # rtmixer_access for why and for the private fields involved.
     def _ring_fill(self) -> int:
         rb = self._rb
         return (rb.writeIndex - rb.readIndex) & rb.bigMask
@@ -155,10 +153,10 @@ class RingOutput:
         """Let rtmixer collect finished actions, but only when its result queue has any."""
         rq = self._result_rb
         if rq.writeIndex != rq.readIndex:
-            self.mixer._drain_result_q()
+            rtmixer_access.drain_results(self.mixer)
 
     def _active(self, action: Any) -> bool:
-        return action in self.mixer._actions  # a dict lookup; _drain_finished keeps it current
+        return rtmixer_access.is_active(self.mixer, action)
 
     def _poll_stats(self) -> None:
         """Fetch PortAudio's own underflow flags once a second (rtmixer resets them atomically)."""

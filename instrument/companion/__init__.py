@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from instrument.paths import ROOT
 from instrument.protocol import (
     ADDRESSES,
     DEFAULT_OSC_PORT,
@@ -39,7 +40,6 @@ from instrument.protocol import (
     Address,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LATENT_COUNT = 8
 HOST = "127.0.0.1"
 #: R-IoT (IRCAM) modules send to this port by default.
@@ -1310,7 +1310,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         path.write_text(text, encoding="utf-8")
         print(f"wrote {rel}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

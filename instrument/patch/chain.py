@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from instrument.control import ControlState, Outgoing
-from instrument.events import Event
+from instrument.link.events import Event
+from instrument.patch.contract import ControlState, Outgoing
 from instrument.protocol import OSCInputError
 from mappings.conditioning import Conditioner, Staleness
 from mappings.errors import InputError, floats

@@ -1,8 +1,10 @@
 """Events: everything that changes the sound, with a timestamp.
 
-Live, adapters put :class:`Event` objects on an :class:`EventQueue` (stamped with their
-arrival time); offline, a score file yields the same events (stamped with score time). The
-decode worker drains both the same way, once per model frame.
+Live, adapters check each message once where it enters (:func:`instrument.protocol.accept`)
+and put an :class:`Event` that carries the verdict (``route``, ``path``, ``index``) on an
+:class:`EventQueue` or down the pipe; offline, a score file yields the same events, not yet
+checked (``route`` None): the decode loop checks those at its door, once. The decode worker
+drains both the same way, once per model frame.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import math
 import queue
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from instrument.errors import ScoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,13 @@ class Event:
         ``time.perf_counter()`` when the event arrived (for latency measurement); NaN offline.
     source : tuple or None
         ``(host, port)`` of the sender, when it came over the network.
+    route : str or None
+        Where :func:`instrument.protocol.accept` sent it (``"engine"``, ``"side"``,
+        ``"patch"``); None when nobody checked it yet (scores, in-process callers).
+    path : str or None
+        Its table entry (``/sillage/latent/<i>``) once checked; None for patch addresses.
+    index : int or None
+        The ``<i>`` of an indexed address.
     """
 
     time: float
@@ -40,6 +51,17 @@ class Event:
     args: tuple[Any, ...] = ()
     arrival: float = math.nan
     source: tuple[str, int] | None = field(default=None, compare=False)
+    route: str | None = field(default=None, compare=False)
+    path: str | None = field(default=None, compare=False)
+    index: int | None = field(default=None, compare=False)
+
+    def at(self, t: float) -> Event:
+        """The same event stamped with engine time ``t`` (live events are stamped when the
+        decode worker drains them: the control process does not know the audio clock)."""
+        return replace(self, time=t)
+
+
+ControlEvent = Event  # the name the pipe and the docs use
 
 
 class EventQueue:
@@ -85,10 +107,6 @@ class ScoreSource:
             pos += 1
         self._pos = pos
         return self._events[start:pos]
-
-
-class ScoreError(ValueError):
-    """A score file line that is not a valid event."""
 
 
 def read_score(path: str | Path) -> list[Event]:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from instrument.engine import DecodeLoop
-from instrument.events import Event, ScoreSource
+from instrument.engine.loop import DecodeLoop
+from instrument.engine.runtime import ModelRuntime
+from instrument.link.events import Event, ScoreSource
 from instrument.metrics import Reporter
 from instrument.patch import Patch
-from instrument.runtime import ModelRuntime
 
 
 def seed_everything(seed: int) -> None:
@@ -54,7 +54,6 @@ def render(
     blocksize: int = 256,
     seed: int = 0,
     reporter: Reporter | None = None,
-    load_patch=None,
     latent_map=None,
 ) -> np.ndarray:
     """Render ``seconds`` of audio; return shape (n_samples, channels), float32."""
@@ -66,7 +65,6 @@ def render(
         ScoreSource(events),
         samplerate=samplerate,
         reporter=reporter,
-        load_patch=load_patch,
         latent_map=latent_map,
     )
     import torch

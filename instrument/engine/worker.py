@@ -2,8 +2,9 @@
 
 It owns the audio stream (rtmixer's C callback reading a ring) and the only heavy Python of
 the engine, the decode loop. Nothing else in this process holds the GIL for long: OSC, MIDI
-and state out live in the control process (:mod:`instrument.live`), which forwards events
-through a pipe. ``DecodeWorker`` also runs on a thread of the control process when asked
+and state out live in the control process (:mod:`instrument.control.live`), which forwards
+checked events through the pipe (:mod:`instrument.link.pipe`); state goes back as typed
+messages (:mod:`instrument.link.messages`). ``DecodeWorker`` also runs on a thread of the control process when asked
 (``LiveEngine(..., in_process=True)``), which the soak benchmark uses as its comparison.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import queue
 import signal
 import sys
 import threading
@@ -23,28 +23,25 @@ from typing import Any
 
 import numpy as np
 
-from instrument.events import Event
+from instrument.engine.loading import load_start, load_swap
+from instrument.engine.runtime import ModelError, ModelRuntime
+from instrument.errors import PatchError
+from instrument.link.messages import (
+    EngineSnapshot,
+    Failed,
+    ModelSummary,
+    Outbound,
+    Ready,
+    Rejected,
+    State,
+    Stopped,
+)
+from instrument.link.pipe import EngineEnd, PipeSource
 from instrument.metrics import Metrics, Reporter
-from instrument.patch import Patch, PatchContext, PatchError, load_patch
-from instrument.runtime import ModelError, ModelRuntime
+from instrument.patch import Patch
+from instrument.paths import RECORD_DIR
 
 STATE_PERIOD_S = 1 / 30
-
-
-def make_context(runtime: ModelRuntime) -> PatchContext:
-    info = runtime.info
-    encode = None
-    if info.has_encode:
-        copies: list[ModelRuntime] = []
-
-        def encode(audio: np.ndarray) -> np.ndarray:
-            # its own copy, made on first use (most patches never encode): encoding must not
-            # touch the playing model's streaming state, and start-up must not pay for it
-            if not copies:
-                copies.append(runtime.fresh())
-            return copies[0].encode(audio)
-
-    return PatchContext(latent_size=info.latent_size, samplerate=info.samplerate, encode=encode)
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,8 @@ class OutputSpec:
     keep_audio: bool = False
 
     def open(self, model_samplerate: int, model_channels: int) -> Any:
-        from instrument.audio import ClockOutput, OutputError, RingOutput, find_device
+        from instrument.engine.audio_out import ClockOutput, RingOutput, find_device
+        from instrument.errors import OutputError
 
         sr = self.samplerate or model_samplerate
         if self.kind == "clock":
@@ -110,7 +108,7 @@ class WorkerSpec:
     latent_map: str | None = None
     switch_interval_s: float = 0.0005
     wav_out: str | None = None
-    record_dir: str | None = "recordings"
+    record_dir: str | None = RECORD_DIR
     nice: int = -10
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -141,22 +139,20 @@ class DecodeWorker:
         latent_map: Any = None,
         reporter: Reporter | None = None,
         send_out: Callable[[Any], None] | None = None,
-        record_dir: str | None = "recordings",
+        record_dir: str | None = RECORD_DIR,
     ) -> None:
-        from instrument.engine import DecodeLoop
-        from instrument.recorder import SessionRecorder
+        from instrument.engine.loop import DecodeLoop
+        from instrument.engine.recorder import SessionRecorder
 
         self.output = output
         self.prebuffer = prebuffer
         self.metrics = Metrics()
         self.reporter = reporter or Reporter()
         self.send_out = send_out
-        self.swaps: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        self._source = source
         self.loop = DecodeLoop(
             runtime,
             patch,
-            self,
+            source,
             samplerate=output.samplerate,
             out_channels=output.channels,
             reporter=self.reporter,
@@ -179,16 +175,6 @@ class DecodeWorker:
         self._level_n = 0
         self._level_peak = 0.0
         self.first_sound_at = math.nan
-
-    # event source for the loop: control events, then finished loads
-    def drain(self, until: float) -> list[Event]:
-        events = self._source.drain(until)
-        try:
-            while True:
-                events.append(self.swaps.get_nowait())
-        except queue.Empty:
-            pass
-        return events
 
     def _tag(self, t: float, word: str) -> None:
         if self.recorder is not None:
@@ -264,16 +250,8 @@ class DecodeWorker:
         ).start()
 
     def _load(self, kind: str, arg: str) -> None:
-        from instrument.engine import Swap
-
         try:
-            if kind == "model":
-                runtime = ModelRuntime(arg)
-                current = self.loop.patch
-                patch = load_patch(current.path or "default", context=make_context(runtime))
-                swap = Swap(runtime=runtime, patch=patch)
-            else:
-                swap = Swap(patch=load_patch(arg, context=make_context(self.loop.runtime)))
+            swap = load_swap(kind, arg, runtime=self.loop.runtime, patch=self.loop.patch)
         except (ModelError, PatchError, OSError) as exc:
             self.reporter.reject(
                 kind,
@@ -281,7 +259,7 @@ class DecodeWorker:
                 always=True,
             )
             return
-        self.swaps.put(Event(self.loop.t, "/sillage/_swap", (swap,)))
+        self.loop.mailbox.post(swap)
         print(f"sillage: loaded {kind} {arg}", flush=True)
 
     def latency_terms_ms(self) -> dict[str, float]:
@@ -298,8 +276,8 @@ class DecodeWorker:
             else float("nan"),
         }
 
-    def snapshot(self, *, final: bool = False) -> dict[str, Any]:
-        """What the control side shows and sends; plain values (picklable)."""
+    def snapshot(self, *, final: bool = False) -> EngineSnapshot:
+        """What the control side shows and sends (plain values, picklable)."""
         m = self.metrics
         n, sq, peak = self._level_n, self._level_sq, self._level_peak
         self._level_n, self._level_sq, self._level_peak = 0, 0.0, 0.0
@@ -307,58 +285,40 @@ class DecodeWorker:
         xy = None
         if self.loop.latent_map is not None:
             try:
-                xy = tuple(
-                    float(v) for v in self.loop.latent_map.to_xy(np.asarray(z, dtype=np.float32))
-                )
+                x, y = self.loop.latent_map.to_xy(np.asarray(z, dtype=np.float32))
+                xy = (float(x), float(y))
             except Exception:
                 xy = None
         i = self.loop.info
-        return {
-            "latent": [float(v) for v in z],
-            "xy": xy,
-            "rms_db": 10 * math.log10(sq / n + 1e-12) if n else None,
-            "peak_db": 20 * math.log10(peak + 1e-12) if n else None,
-            "frames": m.frames,
-            "underruns": m.underruns,
-            "device_underflows": m.device_underflows,
-            "decode_ms": m.decode_ms(),
-            "latency_ms": m.latency_ms(),
-            "latency_values_ms": (m.latency_s.values() * 1e3).tolist() if final else None,
-            "samplerate": self.output.samplerate,
-            "blocksize": self.output.blocksize,
-            "ring_fill": m.ring_fill,
-            "model": (i.name, i.samplerate, i.ratio, i.latent_size, i.channels),
-            "patch": self.loop.patch.name,
-            "patch_path": str(self.loop.patch.path) if self.loop.patch.path else None,
-            "rejected": dict(self.reporter.counts),
-            "terms": self.latency_terms_ms(),
-            "first_sound_at": self.first_sound_at,
-        }
-
-
-class PipeSource:
-    """Events from the control process (decode process side). ``poll`` is a select: no GIL
-    neighbour, no lock."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.stop_requested = False
-
-    def drain(self, until: float) -> list[Event]:
-        out: list[Event] = []
-        conn = self.conn
-        while conn.poll():
-            try:
-                msg = conn.recv()
-            except (EOFError, OSError):
-                self.stop_requested = True
-                break
-            if msg is None:
-                self.stop_requested = True
-                break
-            address, args, arrival = msg
-            out.append(Event(until, address, args, arrival))
-        return out
+        return EngineSnapshot(
+            model=ModelSummary(
+                name=i.name,
+                samplerate=i.samplerate,
+                ratio=i.ratio,
+                latent_size=i.latent_size,
+                channels=i.channels,
+                delay_samples=i.delay_samples,
+                latent=i.latent,
+            ),
+            patch=self.loop.patch.name,
+            patch_path=str(self.loop.patch.path) if self.loop.patch.path else None,
+            latent=tuple(float(v) for v in z),
+            xy=xy,
+            rms_db=10 * math.log10(sq / n + 1e-12) if n else None,
+            peak_db=20 * math.log10(peak + 1e-12) if n else None,
+            frames=m.frames,
+            underruns=m.underruns,
+            device_underflows=m.device_underflows,
+            decode_ms=m.decode_ms(),
+            latency_ms=m.latency_ms(),
+            samplerate=self.output.samplerate,
+            blocksize=self.output.blocksize,
+            ring_fill=m.ring_fill,
+            rejected=dict(self.reporter.counts),
+            terms=self.latency_terms_ms(),
+            first_sound_at=self.first_sound_at,
+            latency_values_ms=(m.latency_s.values() * 1e3).tolist() if final else None,
+        )
 
 
 def build(spec: WorkerSpec) -> tuple[ModelRuntime, Patch, Any, Any]:
@@ -379,8 +339,9 @@ def build(spec: WorkerSpec) -> tuple[ModelRuntime, Patch, Any, Any]:
     import torch
 
     torch.set_num_threads(spec.threads)
-    runtime = ModelRuntime(spec.model, threads=spec.threads)
-    patch = load_patch(spec.patch, context=make_context(runtime))
+    start = load_start(spec.model, spec.patch, threads=spec.threads)
+    runtime, patch = start.runtime, start.patch
+    assert runtime is not None and patch is not None
     map_thread.join()
     if "map_error" in loaded:
         raise loaded["map_error"]
@@ -396,22 +357,18 @@ def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> 
     sys.setswitchinterval(spec.switch_interval_s)
     if spec.nice:
         _raise_priority(spec.nice)
-    send_lock = threading.Lock()
-
-    def send(msg: Any) -> None:
-        with send_lock, contextlib.suppress(OSError, EOFError, BrokenPipeError):
-            state_conn.send(msg)
+    send = EngineEnd(state_conn).send
 
     try:
         runtime, patch, latent_map, output = build(spec)
     except Exception as exc:  # ModelError, PatchError, OutputError...: the control side explains
-        send(("error", f"{type(exc).__name__}: {exc}"))
+        send(Failed(f"{type(exc).__name__}: {exc}"))
         return
     source = PipeSource(events_conn)
-    reporter = Reporter(sink=lambda text: send(("error_msg", text)))
+    reporter = Reporter(sink=lambda text: send(Rejected(text)))
 
     def send_out(msg: Any) -> None:
-        send(("out", msg))
+        send(Outbound(msg))
 
     try:
         worker = DecodeWorker(
@@ -428,26 +385,26 @@ def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> 
         worker.prefill()
         output.start()
     except Exception as exc:
-        send(("error", f"{type(exc).__name__}: {exc}"))
+        send(Failed(f"{type(exc).__name__}: {exc}"))
         return
-    send(("ready", worker.snapshot()))
+    send(Ready(worker.snapshot()))
 
     def tick() -> None:
         if source.stop_requested:
             worker.stop_flag.set()
-        send(("state", worker.snapshot()))
+        send(State(worker.snapshot()))
 
     try:
         worker.run(tick)
     except Exception:
-        send(("error", traceback.format_exc()))
+        send(Failed(traceback.format_exc()))
     finally:
         stats = output.close()
         if worker.recorder is not None:
             worker.recorder.close()
         snap = worker.snapshot(final=True)
         if spec.wav_out and hasattr(output, "audio"):
-            from instrument.offline import write_wav
+            from instrument.engine.offline import write_wav
 
             write_wav(spec.wav_out, output.audio(), output.samplerate)
-        send(("stopped", snap, stats))
+        send(Stopped(snap, stats))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from instrument.control import LATENT_LIMIT
+from instrument.patch.contract import LATENT_LIMIT
 
 
 class Trajectory:

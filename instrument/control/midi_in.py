@@ -18,7 +18,7 @@ only have JACK MIDI, which needs a running JACK server). Nothing here ever block
 No backend or no port: :func:`start_midi` returns a handle whose ``ok`` is False and whose
 ``message`` says why and what to do; the instrument keeps running without MIDI.
 
-``python -m instrument.midi --list`` lists the input ports each backend sees.
+``python -m instrument.control.midi_in --list`` lists the input ports each backend sees.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import mido
 
-from instrument.events import Event
+from instrument.link.events import Event
 
 VIRTUAL_PREFIX = "virtual:"
 
@@ -61,17 +61,21 @@ def message_to_event(msg: mido.Message, t: float, arrival: float) -> Event | Non
     """One mido message to an Event (None for kinds Sillage ignores)."""
     kind = msg.type
     if kind == "control_change":
-        return Event(t, "/midi/cc", (msg.channel + 1, msg.control, msg.value), arrival)
+        return Event(
+            t, "/midi/cc", (msg.channel + 1, msg.control, msg.value), arrival, route="patch"
+        )
     if kind == "note_on":
-        return Event(t, "/midi/note", (msg.channel + 1, msg.note, msg.velocity), arrival)
+        return Event(
+            t, "/midi/note", (msg.channel + 1, msg.note, msg.velocity), arrival, route="patch"
+        )
     if kind == "note_off":
-        return Event(t, "/midi/note", (msg.channel + 1, msg.note, 0), arrival)
+        return Event(t, "/midi/note", (msg.channel + 1, msg.note, 0), arrival, route="patch")
     if kind == "pitchwheel":
-        return Event(t, "/midi/bend", (msg.channel + 1, msg.pitch), arrival)
+        return Event(t, "/midi/bend", (msg.channel + 1, msg.pitch), arrival, route="patch")
     if kind == "aftertouch":
-        return Event(t, "/midi/pressure", (msg.channel + 1, msg.value), arrival)
+        return Event(t, "/midi/pressure", (msg.channel + 1, msg.value), arrival, route="patch")
     if kind == "program_change":
-        return Event(t, "/midi/program", (msg.channel + 1, msg.program), arrival)
+        return Event(t, "/midi/program", (msg.channel + 1, msg.program), arrival, route="patch")
     return None
 
 
@@ -112,7 +116,7 @@ class MidiInput:
         except (ValueError, TypeError, IndexError):
             self.stats.garbage += 1
             return
-        from instrument.events import now
+        from instrument.link.events import now
 
         event = message_to_event(msg, self.clock(), now())
         if event is None:

@@ -1,8 +1,9 @@
 """The decode loop: one model frame at a time, the same live and offline.
 
 Per frame at audio time t (decode worker):
-  1. drain events with time ≤ t; core ``/sillage/...`` ones update :class:`ControlState`,
-     the others go to the patch's controller;
+  1. drain events with time ≤ t; each goes to its handler, found in a map built from
+     ``protocol.py``'s table (route ``engine``), or to the patch's controller (route
+     ``patch``); then apply a model/patch load waiting in the one-slot mailbox;
   2. the controller gives the target latent; scale around the centre;
   3. the trajectory smooths, clamps and NaN-guards it;
   4. the model decodes one frame; gain (ramped) and the safety limiter follow;
@@ -15,19 +16,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from instrument.control import ControlState, Outgoing
-from instrument.events import Event
-from instrument.limiter import DCBlocker, SafetyLimiter, db_to_gain
+from instrument.engine.loading import Mailbox, Swap, load_swap
+from instrument.engine.output_safety import DCBlocker, SafetyLimiter, db_to_gain
+from instrument.engine.resample import Resampler
+from instrument.engine.runtime import ModelRuntime
+from instrument.engine.trajectory import Trajectory
+from instrument.errors import ModelError, OSCInputError, PatchError
+from instrument.link.events import Event
 from instrument.metrics import Metrics, Reporter
 from instrument.patch import Patch
-from instrument.protocol import PREFIX, OSCInputError, validate
-from instrument.runtime import ModelRuntime
-from instrument.trajectory import Trajectory
+from instrument.patch.contract import ControlState, Outgoing
+from instrument.protocol import INPUTS, PREFIX, accept
 
 PANIC_FADE_OUT_S = 0.05
 PANIC_FADE_IN_S = 0.3
@@ -45,15 +48,6 @@ class LatentMapLike(Protocol):
     def to_latent(self, x: float, y: float) -> np.ndarray: ...
 
 
-@dataclass
-class Swap:
-    """A model and/or patch loaded off the decode worker, applied at a frame boundary."""
-
-    runtime: ModelRuntime | None = None
-    patch: Patch | None = None
-    latent_map: LatentMapLike | None = None
-
-
 def _loud_point(latent_map: Any, latent_size: int, default: np.ndarray) -> np.ndarray:
     loud = getattr(latent_map, "loudness_db", None)
     if loud is None or len(loud) == 0 or latent_map.latent_size != latent_size:
@@ -66,22 +60,6 @@ def _loud_point(latent_map: Any, latent_size: int, default: np.ndarray) -> np.nd
     xy = np.asarray(latent_map.xy)[keep]
     best = keep[int(np.argmin(np.sum((xy - xy.mean(axis=0)) ** 2, axis=1)))]
     return np.asarray(latent_map.latents[best], dtype=float)
-
-
-class Resampler:
-    """Model rate → device rate, streaming, via soxr (a kept library, not hand-written)."""
-
-    def __init__(self, in_rate: int, out_rate: int, channels: int) -> None:
-        import soxr
-
-        self._stream = soxr.ResampleStream(
-            in_rate, out_rate, channels, dtype="float32", quality="HQ"
-        )
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        return np.asarray(self._stream.resample_chunk(frame), dtype=np.float32).reshape(
-            -1, frame.shape[1]
-        )
 
 
 class DecodeLoop:
@@ -97,8 +75,9 @@ class DecodeLoop:
         Output (device) rate; frames are resampled from the model rate when they differ.
     request_load : callable, optional
         Called with ``(kind, arg)`` for ``/sillage/model`` and ``/sillage/patch``. Live, it hands
-        the loading to a side thread that later calls :meth:`swap` through the event queue;
-        offline (None) the loop loads synchronously, so renders stay deterministic.
+        the loading to a side thread that posts the result in :attr:`mailbox`; offline (None)
+        the loop loads in line with :func:`~instrument.engine.loading.load_swap`, so renders
+        stay deterministic.
     """
 
     def __init__(
@@ -113,7 +92,6 @@ class DecodeLoop:
         metrics: Metrics | None = None,
         latent_map: LatentMapLike | None = None,
         request_load: Callable[[str, str], None] | None = None,
-        load_patch: Callable[[str, ModelRuntime], Patch] | None = None,
         on_tag: Callable[[float, str], None] | None = None,
         on_record: Callable[[bool], None] | None = None,
         on_applied: Callable[[float, list[Event]], None] | None = None,
@@ -123,7 +101,7 @@ class DecodeLoop:
         self.metrics = metrics or Metrics()
         self.latent_map = latent_map
         self.request_load = request_load
-        self.load_patch = load_patch
+        self.mailbox: Mailbox[Swap] = Mailbox()
         self.on_tag = on_tag
         self.on_record = on_record
         self.on_applied = on_applied
@@ -137,6 +115,7 @@ class DecodeLoop:
         self._fade_in_left = 0
         self._fade_in_total = 0
         self.last_arrival = math.nan
+        self._handlers = self._handler_map()
         self._install(runtime, patch)
         self.state.gain_db = float(patch.engine.get("gain_db", 0.0))
         self._gain = db_to_gain(self.state.gain_db)
@@ -213,86 +192,104 @@ class DecodeLoop:
     _crossfade_from: ModelRuntime | None = None
 
     # --- events -------------------------------------------------------------------------
+    def _handler_map(self) -> dict[str, Callable[[int | None, tuple[Any, ...]], None]]:
+        """``{table path: handler}`` for every input the table routes to the engine, the way
+        python-osc's ``Dispatcher.map`` builds its routing. A table entry without a handler
+        fails here, at set-up, not when the message first arrives."""
+        handlers = {}
+        for entry in INPUTS:
+            if entry.route != "engine":
+                continue
+            handler = getattr(self, f"_on_{entry.key}", None)
+            if handler is None:
+                raise TypeError(f"{entry.path} is routed to the engine but has no _on_{entry.key}")
+            handlers[entry.path] = handler
+        return handlers
+
     def _handle(self, event: Event) -> None:
-        address = event.address
-        if not address.startswith(PREFIX + "/") or address.startswith(PREFIX + "/learn"):
+        route, path, index, args = event.route, event.path, event.index, event.args
+        if route is None:
+            # not checked where it entered (scores, in-process callers): checked here, once
+            try:
+                route, path, index, args = accept(event.address, event.args)
+            except OSCInputError as exc:
+                self.reporter.reject(exc.kind, str(exc))
+                return
+        if route == "patch":
             try:
                 self.controller.on_event(event, self.state)
             except Exception as exc:  # a mapping bug must not stop the sound
-                self.reporter.reject("mapping", f"{address}: {type(exc).__name__}: {exc}")
+                self.reporter.reject("mapping", f"{event.address}: {type(exc).__name__}: {exc}")
             return
-        if address == PREFIX + "/_swap":
-            self.swap(event.args[0])
-            return
-        try:
-            entry, index, args = validate(address, event.args)
-        except OSCInputError as exc:
-            self.reporter.reject(exc.kind, str(exc))
-            return
+        if route == "engine":
+            assert path is not None
+            self._handlers[path](index, args)
+        # route "side" (subscribe, labels): answered by the control process; no sound changes
+
+    def _on_latent_i(self, index: int | None, args: tuple[Any, ...]) -> None:
         st = self.state
-        path = entry.path
-        if path == "/sillage/latent/<i>":
-            assert index is not None
-            if index >= st.latent_size:
-                self.reporter.reject(
-                    "range",
-                    f"{address}: this model has {st.latent_size} latent dimensions (0..{st.latent_size - 1})",
-                )
-                return
-            st.target[index] = args[0]
-        elif path == "/sillage/latent":
-            n = min(len(args), st.latent_size)
-            st.target[:n] = args[:n]
-        elif path == "/sillage/centre":
-            n = min(len(args), st.latent_size)
-            st.centre[:n] = args[:n]
-        elif path == "/sillage/xy":
-            if self.latent_map is None:
-                self.reporter.reject(
-                    "no_map",
-                    "/sillage/xy needs a map: start with --map MAP.npz (or a model with its .map.npz)",
-                )
-                return
-            z = self.latent_map.to_latent(args[0], args[1])
-            n = min(len(z), st.latent_size)
-            st.target[:n] = z[:n]
-            st.xy = (args[0], args[1])
-        elif path == "/sillage/scale":
-            st.scale = args[0]
-        elif path == "/sillage/smoothing_ms":
-            st.smoothing_ms = args[0]
-        elif path == "/sillage/gain_db":
-            st.gain_db = args[0]
-        elif path == "/sillage/panic":
-            fade = max(1, round(PANIC_FADE_OUT_S / self.info.frame_s))
-            self._panic = (0, fade)
-        elif path in ("/sillage/model", "/sillage/patch"):
-            kind = path.rsplit("/", 1)[1]
-            if self.request_load is not None:
-                self.request_load(kind, args[0])
-            else:
-                self._load_now(kind, args[0])
-        elif path == "/sillage/tag" and self.on_tag is not None:
+        assert index is not None
+        if index >= st.latent_size:
+            self.reporter.reject(
+                "range",
+                f"{PREFIX}/latent/{index}: this model has {st.latent_size} latent dimensions (0..{st.latent_size - 1})",
+            )
+            return
+        st.target[index] = args[0]
+
+    def _on_latent(self, index: int | None, args: tuple[Any, ...]) -> None:
+        n = min(len(args), self.state.latent_size)
+        self.state.target[:n] = args[:n]
+
+    def _on_centre(self, index: int | None, args: tuple[Any, ...]) -> None:
+        n = min(len(args), self.state.latent_size)
+        self.state.centre[:n] = args[:n]
+
+    def _on_xy(self, index: int | None, args: tuple[Any, ...]) -> None:
+        st = self.state
+        if self.latent_map is None:
+            self.reporter.reject(
+                "no_map",
+                "/sillage/xy needs a map: start with --map MAP.npz (or a model with its .map.npz)",
+            )
+            return
+        z = self.latent_map.to_latent(args[0], args[1])
+        n = min(len(z), st.latent_size)
+        st.target[:n] = z[:n]
+        st.xy = (args[0], args[1])
+
+    def _on_scale(self, index: int | None, args: tuple[Any, ...]) -> None:
+        self.state.scale = args[0]
+
+    def _on_smoothing_ms(self, index: int | None, args: tuple[Any, ...]) -> None:
+        self.state.smoothing_ms = args[0]
+
+    def _on_gain_db(self, index: int | None, args: tuple[Any, ...]) -> None:
+        self.state.gain_db = args[0]
+
+    def _on_panic(self, index: int | None, args: tuple[Any, ...]) -> None:
+        self._panic = (0, max(1, round(PANIC_FADE_OUT_S / self.info.frame_s)))
+
+    def _on_model(self, index: int | None, args: tuple[Any, ...]) -> None:
+        self._load("model", args[0])
+
+    def _on_patch(self, index: int | None, args: tuple[Any, ...]) -> None:
+        self._load("patch", args[0])
+
+    def _on_tag(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if self.on_tag is not None:
             self.on_tag(self.t, args[0])
-        elif path == "/sillage/record" and self.on_record is not None:
+
+    def _on_record(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if self.on_record is not None:
             self.on_record(bool(args[0]))
-        # subscribe/label: handled by the OSC side (they change no sound)
 
-    def _load_now(self, kind: str, arg: str) -> None:
-        from instrument.patch import PatchError
-        from instrument.runtime import ModelError
-
+    def _load(self, kind: str, arg: str) -> None:
+        if self.request_load is not None:
+            self.request_load(kind, arg)
+            return
         try:
-            if kind == "model":
-                runtime = ModelRuntime(arg)
-                patch = (
-                    self.load_patch(self.patch.name if self.patch.path else "default", runtime)
-                    if self.load_patch
-                    else None
-                )
-                self.swap(Swap(runtime=runtime, patch=patch))
-            elif self.load_patch is not None:
-                self.swap(Swap(patch=self.load_patch(arg, self.runtime)))
+            self.swap(load_swap(kind, arg, runtime=self.runtime, patch=self.patch))
         except (ModelError, PatchError) as exc:
             self.reporter.reject(kind, str(exc))
 
@@ -311,6 +308,9 @@ class DecodeLoop:
             self._handle(event)
             if not math.isnan(event.arrival) and not (arrival <= event.arrival):
                 arrival = event.arrival
+        loaded = self.mailbox.take()
+        if loaded is not None:
+            self.swap(loaded)
         self.last_arrival = arrival
         if events and self.on_applied is not None:
             self.on_applied(self.t, events)

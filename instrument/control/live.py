@@ -7,9 +7,11 @@ beside the decode worker (on a loaded 2-core machine) gave 3–15 underruns per 
 nothing else that holds the GIL; OSC servers, MIDI callbacks, state out and anything a user
 adds run in the control process and reach the worker through a pipe.
 
-Decode process (:func:`decode_process_main`): audio output (ring + C callback), the decode
-loop, loading of models/patches on a side thread; sends a state snapshot ~30 times a second.
-Control process (:class:`LiveEngine`): OSC inputs (validate, forward), state sender, CLI.
+Decode process (:func:`~instrument.engine.worker.decode_process_main`): audio output (ring +
+C callback), the decode loop, loading of models/patches on a side thread; sends an
+:class:`~instrument.link.messages.EngineSnapshot` ~30 times a second.
+Control process (:class:`LiveEngine`, this module: wiring only): OSC and MIDI inputs (check
+once, forward), state sender, CLI.
 
 ``LiveEngine(..., in_process=True)`` runs the same worker on a thread instead (used by the
 benchmark as the comparison, and where processes are not wanted).
@@ -17,7 +19,6 @@ benchmark as the comparison, and where processes are not wanted).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import multiprocessing as mp
 import sys
@@ -27,17 +28,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from instrument.events import Event, EventQueue
-from instrument.metrics import Metrics, Reporter
-from instrument.patch import Patch, PatchContext, PatchError, load_patch
-from instrument.worker import (  # noqa: F401  (re-exported: the CLI and benchmarks use them)
+from instrument.engine.worker import (  # noqa: F401  (re-exported: the CLI and benchmarks use them)
     STATE_PERIOD_S,
     DecodeWorker,
     OutputSpec,
     WorkerSpec,
     decode_process_main,
-    make_context,
 )
+from instrument.errors import EngineError, PatchError
+from instrument.link.events import Event, EventQueue
+from instrument.link.messages import (
+    EngineSnapshot,
+    Failed,
+    Outbound,
+    Ready,
+    Rejected,
+    State,
+    Stopped,
+)
+from instrument.link.pipe import EventSender, QueueSender, QueueSource
+from instrument.metrics import Metrics, Reporter
+from instrument.patch import Patch, PatchContext, load_patch
 
 
 @dataclass(frozen=True)
@@ -63,39 +74,6 @@ class LiveConfig:
             )
 
 
-# ------------------------------------------------------------------------------------------
-# The control side
-# ------------------------------------------------------------------------------------------
-class _PipeQueue:
-    """The control side's event queue: forwards events to the decode process."""
-
-    def __init__(self, conn: Any, on_put: Callable[[Event], None]) -> None:
-        self.conn = conn
-        self._lock = threading.Lock()  # control side only: several OSC threads share the pipe
-        self.on_put = on_put
-
-    def put(self, event: Event) -> None:
-        self.on_put(event)
-        with self._lock, contextlib.suppress(OSError, EOFError, BrokenPipeError):
-            self.conn.send((event.address, event.args, event.arrival))
-
-
-class _ThreadSource:
-    """In-process mode: the control side's EventQueue is the worker's source."""
-
-    def __init__(self, q: EventQueue) -> None:
-        self.q = q
-        self.stop_requested = False
-
-    def drain(self, until: float) -> list[Event]:
-        events = self.q.drain()
-        return [Event(until, e.address, e.args, e.arrival, e.source) for e in events]
-
-
-class EngineError(RuntimeError):
-    """The decode process could not start; the message says why and what to do."""
-
-
 class LiveEngine:
     """Everything that runs while playing: ``start()``, then ``stop()``.
 
@@ -116,15 +94,15 @@ class LiveEngine:
         in_process: bool = False,
         reporter: Reporter | None = None,
     ) -> None:
-        from instrument.state_out import StateSender
+        from instrument.control.state_out import StateSender
 
         self.spec = spec
         self.config = config
         self.in_process = in_process
         self.reporter = reporter or Reporter()
         self.metrics = Metrics()
-        self.snap: dict[str, Any] = {}
-        self.final: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self.snap: EngineSnapshot | None = None
+        self.final: Stopped | None = None
         self.sender = StateSender(self._snapshot)
         self.sender.on_subscribe = self._hello
         for host, port in config.state_to:
@@ -151,7 +129,7 @@ class LiveEngine:
         else:
             self._start_process(timeout_s)
         cfg = self.config
-        from instrument.osc_server import OSCInput
+        from instrument.control.osc_in import OSCInput
 
         self.inputs.append(self._listen(cfg.osc_host, cfg.osc_port, "osc", OSCInput))
         self._open_patch_ports()
@@ -161,7 +139,7 @@ class LiveEngine:
 
     def _open_midi(self) -> None:
         """MIDI callbacks are Python: they live on this (control) side and forward events."""
-        from instrument.midi import open_patch_midi
+        from instrument.control.midi_in import open_patch_midi
 
         old, self.midi = getattr(self, "midi", None), None
         if old is not None:
@@ -171,8 +149,8 @@ class LiveEngine:
 
     def _load_validator(self, patch: str) -> None:
         """The control side's copy of the patch: only its pure ``validate`` is used here."""
-        latent = self.snap.get("model", (None, 0, 0, 8))[3] if self.snap else 8
-        sr = self.snap.get("model", (None, 48000))[1] if self.snap else 48000
+        latent = self.snap.model.latent_size if self.snap else 8
+        sr = self.snap.model.samplerate if self.snap else 48000
         self._validator = load_patch(patch, context=PatchContext(latent_size=latent, samplerate=sr))
 
     def _start_process(self, timeout_s: float) -> None:
@@ -189,7 +167,7 @@ class LiveEngine:
         ev_recv.close()
         st_send.close()
         self._events_conn, self._state_conn = ev_send, st_recv
-        self.queue = _PipeQueue(ev_send, self._on_put)
+        self.queue = EventSender(ev_send, self._on_put)
         deadline = time.monotonic() + timeout_s
         while True:
             if st_recv.poll(0.1):
@@ -197,12 +175,12 @@ class LiveEngine:
                     msg = st_recv.recv()
                 except EOFError:
                     raise EngineError("the decode process ended before it was ready") from None
-                if msg[0] == "ready":
-                    self._apply_snapshot(msg[1])
+                if isinstance(msg, Ready):
+                    self._apply_snapshot(msg.snapshot)
                     break
-                if msg[0] == "error":
+                if isinstance(msg, Failed):
                     self._proc.join(timeout=5)
-                    raise EngineError(msg[1])
+                    raise EngineError(msg.text)
             elif not self._proc.is_alive():
                 raise EngineError(f"the decode process exited with code {self._proc.exitcode}")
             if time.monotonic() > deadline:
@@ -214,7 +192,7 @@ class LiveEngine:
         self._receiver.start()
 
     def _start_thread(self) -> None:
-        from instrument.worker import build
+        from instrument.engine.worker import build
 
         spec = self.spec
         try:
@@ -222,13 +200,13 @@ class LiveEngine:
         except Exception as exc:
             raise EngineError(f"{type(exc).__name__}: {exc}") from None
         q = EventQueue()
-        self.queue = _QueueWithHook(q, self._on_put)
+        self.queue = QueueSender(q, self._on_put)
         worker = DecodeWorker(
             runtime,
             patch,
             output,
             prebuffer=spec.prebuffer,
-            source=_ThreadSource(q),
+            source=QueueSource(q),
             latent_map=latent_map,
             reporter=self.reporter,
             send_out=self.sender.outbox.put,
@@ -249,7 +227,7 @@ class LiveEngine:
 
     def _listen(self, host: str, port: int, name: str, cls: Any = None) -> Any:
         if cls is None:
-            from instrument.osc_server import OSCInput as cls
+            from instrument.control.osc_in import OSCInput as cls
         assert self._validator is not None
         return cls(
             self.queue,
@@ -294,71 +272,76 @@ class LiveEngine:
                 msg = conn.recv()
             except (EOFError, OSError):
                 break
-            kind = msg[0]
-            if kind == "state":
-                self._apply_snapshot(msg[1])
-            elif kind == "out":
-                self.sender.outbox.put(msg[1])
-            elif kind == "error_msg":
-                self.reporter.unsent.append(msg[1])
-            elif kind == "stopped":
-                self._apply_snapshot(msg[1])
-                self.final = (msg[1], msg[2])
+            if isinstance(msg, State):
+                self._apply_snapshot(msg.snapshot)
+            elif isinstance(msg, Outbound):
+                self.sender.outbox.put(msg.message)
+            elif isinstance(msg, Rejected):
+                self.reporter.unsent.append(msg.text)
+            elif isinstance(msg, Stopped):
+                self._apply_snapshot(msg.snapshot)
+                self.final = msg
                 break
-            elif kind == "error":
-                print(f"sillage: decode process error: {msg[1]}", file=sys.stderr, flush=True)
+            elif isinstance(msg, Failed):
+                print(f"sillage: decode process error: {msg.text}", file=sys.stderr, flush=True)
         self._stopped.set()
 
-    def _apply_snapshot(self, snap: dict[str, Any]) -> None:
-        old_model = self.snap.get("model")
+    def _apply_snapshot(self, snap: EngineSnapshot) -> None:
+        old = self.snap
         self.snap = snap
         m = self.metrics
-        m.frames = snap["frames"]
-        m.underruns = snap["underruns"]
-        m.device_underflows = snap["device_underflows"]
-        m.ring_fill = snap["ring_fill"]
-        if snap["rms_db"] is not None:
-            m.rms_db, m.peak_db = snap["rms_db"], snap["peak_db"]
-        if old_model is not None and old_model != snap["model"]:
-            self.sender.broadcast("/sillage/state/model", tuple(snap["model"][:4]))
-            if snap.get("patch_path"):
+        m.frames = snap.frames
+        m.underruns = snap.underruns
+        m.device_underflows = snap.device_underflows
+        m.ring_fill = snap.ring_fill
+        if snap.rms_db is not None and snap.peak_db is not None:
+            m.rms_db, m.peak_db = snap.rms_db, snap.peak_db
+        if old is not None and old.model != snap.model:
+            self.sender.broadcast("/sillage/state/model", snap.model.state_args())
+            if snap.patch_path:
                 threading.Thread(
-                    target=self._reload_validator, args=(snap["patch_path"],), daemon=True
+                    target=self._reload_validator, args=(snap.patch_path,), daemon=True
                 ).start()
-        self.rejected_remote = snap["rejected"]
+        self.rejected_remote = snap.rejected
 
     # --- what the CLI and the state sender read -----------------------------------------------
+    def _snap(self) -> EngineSnapshot:
+        if self.snap is None:
+            raise EngineError("the engine has not started; call start() first")
+        return self.snap
+
     @property
-    def model_info(self) -> tuple[Any, ...]:
-        return tuple(self.snap["model"])
+    def model(self) -> Any:
+        """The model playing (:class:`~instrument.link.messages.ModelSummary`)."""
+        return self._snap().model
 
     @property
     def samplerate(self) -> int:
-        return int(self.snap["samplerate"])
+        return self._snap().samplerate
 
     def latency_terms_ms(self) -> dict[str, float]:
-        return dict(self.snap.get("terms", {}))
+        return dict(self.snap.terms) if self.snap else {}
 
     def decode_ms(self) -> tuple[float, float]:
-        return tuple(self.snap.get("decode_ms", (math.nan, math.nan)))  # type: ignore[return-value]
+        return self.snap.decode_ms if self.snap else (math.nan, math.nan)
 
     def latency_ms(self) -> tuple[float, float]:
-        return tuple(self.snap.get("latency_ms", (math.nan, math.nan)))  # type: ignore[return-value]
+        return self.snap.latency_ms if self.snap else (math.nan, math.nan)
 
     def rejected(self) -> dict[str, int]:
         counts = dict(self.reporter.counts)
-        for k, v in self.snap.get("rejected", {}).items():
+        for k, v in (self.snap.rejected if self.snap else {}).items():
             counts[k] = counts.get(k, 0) + v
         return counts
 
     def _hello(self, dest: tuple[str, int]) -> list[tuple[str, tuple[Any, ...]]]:
-        return [("/sillage/state/model", tuple(self.snap["model"][:4]))]
+        return [("/sillage/state/model", self._snap().model.state_args())]
 
     def _snapshot(self) -> list[tuple[str, tuple[Any, ...]]]:
-        s = self.snap
-        msgs: list[tuple[str, tuple[Any, ...]]] = [("/sillage/state/latent", tuple(s["latent"]))]
-        if s.get("xy") is not None:
-            msgs.append(("/sillage/state/xy", tuple(s["xy"])))
+        s = self._snap()
+        msgs: list[tuple[str, tuple[Any, ...]]] = [("/sillage/state/latent", s.latent)]
+        if s.xy is not None:
+            msgs.append(("/sillage/state/xy", s.xy))
         m = self.metrics
         msgs.append(("/sillage/state/level", (m.rms_db, m.peak_db)))
         msgs.append(("/sillage/state/underruns", (int(m.underruns),)))
@@ -411,33 +394,22 @@ class LiveEngine:
                     worker.recorder.close()
                 self._apply_snapshot(worker.snapshot(final=True))
                 if self.spec.wav_out and hasattr(worker.output, "audio"):
-                    from instrument.offline import write_wav
+                    from instrument.engine.offline import write_wav
 
                     write_wav(self.spec.wav_out, worker.output.audio(), worker.output.samplerate)
         elif self._proc is not None:
-            with contextlib.suppress(OSError, BrokenPipeError):
-                self._events_conn.send(None)
+            self.queue.stop()
             self._stopped.wait(timeout_s)
             self._proc.join(timeout=10)
             if self._proc.is_alive():
                 self._proc.terminate()
                 self._proc.join(timeout=5)
             if self.final is not None:
-                stats = self.final[1]
+                stats = self.final.stats
             self._events_conn.close()
             self._state_conn.close()
         self.sender.close()
         return stats
-
-
-class _QueueWithHook:
-    def __init__(self, q: EventQueue, on_put: Callable[[Event], None]) -> None:
-        self.q = q
-        self.on_put = on_put
-
-    def put(self, event: Event) -> None:
-        self.on_put(event)
-        self.q.put(event)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.01) -> bool:

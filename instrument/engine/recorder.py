@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from instrument.events import Event
+from instrument.link.events import Event
 
-SKIP = frozenset({"/sillage/_swap", "/sillage/record"})
+SKIP = frozenset({"/sillage/record"})
 
 
 class SessionRecorder:

@@ -1,0 +1,110 @@
+"""Typed messages between the processes (all picklable, all plain values).
+
+Control → decode: :class:`~instrument.link.events.ControlEvent` (already checked), then
+:class:`Stop`. Decode → control: :class:`Ready`, :class:`State` (~30 Hz), :class:`Outbound`,
+:class:`Rejected`, :class:`Failed`, :class:`Stopped`. Each carries an :class:`EngineSnapshot`
+where it says how the engine is doing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.nn import LatentCard
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """The model playing, as the control side shows and sends it.
+
+    ``latent`` names the pitch/loudness dimensions from the model card's ``[latent]`` table
+    (every field None when the card has none); ``delay_samples`` is None when unknown.
+    """
+
+    name: str
+    samplerate: int
+    ratio: int
+    latent_size: int
+    channels: int
+    delay_samples: int | None = None
+    latent: LatentCard = field(default_factory=LatentCard)
+
+    def state_args(self) -> tuple[str, int, int, int]:
+        """The arguments of ``/sillage/state/model`` (name, rate, ratio, latent size)."""
+        return (self.name, self.samplerate, self.ratio, self.latent_size)
+
+
+@dataclass(frozen=True)
+class EngineSnapshot:
+    """What the decode side reports ~30 times a second.
+
+    Levels are over the last period (None when nothing was played); times in ms; ``terms``
+    is the latency budget by term (NaN where unknown).
+    """
+
+    model: ModelSummary
+    patch: str
+    patch_path: str | None
+    latent: tuple[float, ...]
+    xy: tuple[float, float] | None
+    rms_db: float | None
+    peak_db: float | None
+    frames: int
+    underruns: int
+    device_underflows: int
+    decode_ms: tuple[float, float]
+    latency_ms: tuple[float, float]
+    samplerate: int
+    blocksize: int
+    ring_fill: int
+    rejected: dict[str, int]
+    terms: dict[str, float]
+    first_sound_at: float = math.nan
+    latency_values_ms: list[float] | None = None  # every measurement, in the final snapshot
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Control → decode: finish the current frame and stop."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    snapshot: EngineSnapshot
+
+
+@dataclass(frozen=True)
+class State:
+    snapshot: EngineSnapshot
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """A message a patch's controller wants sent (an ``Outgoing``)."""
+
+    message: Any
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A rejection message from the decode side, for ``/sillage/state/error``."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The decode side could not start (before :class:`Ready`) or crashed."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Stopped:
+    snapshot: EngineSnapshot
+    stats: dict[str, Any]
+
+
+FromEngine = Ready | State | Outbound | Rejected | Failed | Stopped

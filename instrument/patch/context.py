@@ -1,0 +1,21 @@
+"""What a patch may use from the engine while it is built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PatchContext:
+    """What a patch may use from the engine while it is built (on a side thread).
+
+    ``encode`` maps audio, shape (channels, n_samples) float32 at ``samplerate``, to latents,
+    shape (latent_size, n_frames); None for decoder-only models.
+    """
+
+    latent_size: int
+    samplerate: int
+    encode: Callable[[np.ndarray], np.ndarray] | None = None
