@@ -326,13 +326,6 @@ def _play(args: argparse.Namespace, engine: Any) -> None:
     except OSError as exc:
         engine.stop()
         raise UserError(str(exc)) from None
-    print(status_line(engine.snap), flush=True)
-    print(
-        f"Sillage ready: OSC on {engine.config.osc_host}:{engine.inputs[0].port}, patch {engine.snap.patch}; "
-        f"state to {', '.join(f'{h}:{p}' for h, p in engine.sender.subscribers) or 'subscribers'}; Ctrl-C stops",
-        flush=True,
-    )
-    ui = None if args.no_ui else start_ui(args, engine)
     stop = {"now": False}
 
     def on_term(signum: int, frame: Any) -> None:
@@ -341,7 +334,17 @@ def _play(args: argparse.Namespace, engine: Any) -> None:
     signal.signal(signal.SIGTERM, on_term)
     end = time.monotonic() + args.seconds if args.seconds else math.inf
     tty = sys.stdout.isatty()
+    ui = None
+    # Ctrl-C may come as soon as "ready" is out (scripts wait for that line): from here on,
+    # every path goes through the clean stop below.
     try:
+        print(status_line(engine.snap), flush=True)
+        print(
+            f"Sillage ready: OSC on {engine.config.osc_host}:{engine.inputs[0].port}, patch {engine.snap.patch}; "
+            f"state to {', '.join(f'{h}:{p}' for h, p in engine.sender.subscribers) or 'subscribers'}; Ctrl-C stops",
+            flush=True,
+        )
+        ui = None if args.no_ui else start_ui(args, engine)
         while not stop["now"] and time.monotonic() < end:
             time.sleep(min(1.0, max(0.0, end - time.monotonic())))
             line = engine.status_line()
