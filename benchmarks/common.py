@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from instrument.paths import DEFAULT_MODEL, ROOT
+
 RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_MODEL = ROOT / "models" / "default" / "sillage-default.ts"
 
 
 def machine() -> dict[str, Any]:

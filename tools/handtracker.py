@@ -6,7 +6,7 @@ the engine's environment cannot take. Run it from a separate environment::
 
     python3.11 -m venv .venv-hands
     .venv-hands/bin/pip install "mediapipe==0.10.21" opencv-python python-osc
-    .venv-hands/bin/python instrument/handtracker.py --port 7500 [--camera 0] [--show]
+    .venv-hands/bin/python tools/handtracker.py --port 7500 [--camera 0] [--show]
 
 It sends, for every camera frame (~30 Hz, ~17 ms of inference per frame measured here):
 

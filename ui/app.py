@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from instrument.protocol import DEFAULT_OSC_PORT, DEFAULT_STATE_PORT
+from models import DEFAULT_MODEL_PATH
 
 if TYPE_CHECKING:
     from mappings.latentmap import LatentMap
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = ROOT / "models" / "default" / "sillage-default.ts"
-DEFAULT_MAP = ROOT / "models" / "default" / "sillage-default.map.npz"
+DEFAULT_MODEL = ROOT / DEFAULT_MODEL_PATH
+DEFAULT_MAP = DEFAULT_MODEL.with_suffix(".map.npz")
 SCREENSHOT_SIZE = (1100, 720)
 
 
