@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from dataclasses import astuple, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,11 @@ class LatentCard:
     loudness_dim: int | None = None
     loudness_ref_db: float | None = None
     loudness_db_per_unit: float | None = None
+
+    def to_table(self) -> dict[str, Any]:
+        """The fields the card gives, as the ``[latent]`` table dict (what
+        ``mappings.keyboard.VoiceLatent`` takes); {} for a card without one."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     def pitch_to_latent(self, f0_hz: float) -> float:
         """The latent value of pitch ``f0_hz``: ``pitch_scale * log2(f0_hz / pitch_ref_hz)``."""

@@ -45,6 +45,7 @@ def test_latent_table_is_read_with_defaults(tmp_path: Path) -> None:
         loudness_db_per_unit=6.0,
     )
     assert isinstance(latent.loudness_db_per_unit, float)
+    assert latent.to_table()["pitch_ref_hz"] == 440.0 and LatentCard().to_table() == {}
     assert latent.pitch_to_latent(880.0) == pytest.approx(2.0)  # one octave up, 2 units/octave
     assert latent.latent_to_pitch(-2.0) == pytest.approx(220.0)
     assert math.isclose(latent.latent_to_pitch(latent.pitch_to_latent(330.0)), 330.0)

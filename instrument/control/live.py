@@ -252,7 +252,7 @@ class LiveEngine:
 
     def _on_put(self, event: Event) -> None:
         """Control side sees every forwarded event: reload its validator on patch changes."""
-        if event.address == "/sillage/patch" and event.args:
+        if event.path == "/sillage/patch" and event.args:
             name = str(event.args[0])
             threading.Thread(target=self._reload_validator, args=(name,), daemon=True).start()
 
