@@ -32,13 +32,15 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-ROOT = Path(__file__).resolve().parent.parent
+from instrument.errors import SillageError
+from instrument.paths import ROOT
+
 WINDOW_S = 0.05
 CLICK_JUMP = 0.5
 MSS_FFTS = (2048, 1024, 512, 256, 128)
 
 
-class ABError(ValueError):
+class ABError(SillageError, ValueError):
     """A score or model the A/B tool cannot use; the message names the fix."""
 
 

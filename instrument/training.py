@@ -33,8 +33,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PARENT = ROOT / "models" / "default" / "sillage-default.ts"
+from instrument.errors import SillageError
+from instrument.paths import DEFAULT_MODEL, ROOT
+
+DEFAULT_PARENT = DEFAULT_MODEL
 DEFAULT_USER_DIR = ROOT / "models" / "user"
 RUNS = ROOT / "runs" / "user"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -42,7 +44,7 @@ VERSION = re.compile(r"-v(\d+)\.ts$")
 MAP_MAX_POINTS = 5000  # enough to play from; keeps the fit well under a minute
 
 
-class TrainingError(ValueError):
+class TrainingError(SillageError, ValueError):
     """A request the job cannot carry out; the message names the fix."""
 
 

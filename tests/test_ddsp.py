@@ -186,7 +186,7 @@ def test_card_declares_the_latent(tiny_export: Path) -> None:
 
 
 def test_runtime_loads_and_validates_the_export(tiny_export: Path) -> None:
-    from instrument.runtime import ModelRuntime
+    from instrument.engine.runtime import ModelRuntime
 
     rt = ModelRuntime(tiny_export)
     assert rt.info.latent_size == 4 and rt.info.ratio == 64 and rt.info.channels == 1
