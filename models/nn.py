@@ -11,12 +11,15 @@ Beside the model, an optional card ``<model>.toml`` (or ``.json``) says what the
 the latent dimensions a controller may address directly::
 
     [latent]
-    pitch_dim = 0               # int: the dimension that carries pitch
+    pitch_dim = 0               # int: the dimension that carries pitch (optional, as are all)
     pitch_scale = 1.0           # float: latent units per octave, z = pitch_scale*log2(f0/pitch_ref_hz)
     pitch_ref_hz = 440.0        # float, default 440.0
     loudness_dim = 1            # int
     loudness_ref_db = -20.0     # float
     loudness_db_per_unit = 6.0  # float
+    timbre_dims = [2, 3]        # list of int: the other dimensions, when the model says so
+
+Other keys (notes such as ``loudness_definition``) are allowed and ignored.
 
 Nothing else in the project parses ``*_params``, ``sr`` or the card: the engine's runtime, the
 map builder (``ui/corpus.py``) and export all read them through :func:`read_contract`.
@@ -64,11 +67,15 @@ class LatentCard:
     loudness_dim: int | None = None
     loudness_ref_db: float | None = None
     loudness_db_per_unit: float | None = None
+    timbre_dims: tuple[int, ...] | None = None
 
     def to_table(self) -> dict[str, Any]:
         """The fields the card gives, as the ``[latent]`` table dict (what
         ``mappings.keyboard.VoiceLatent`` takes); {} for a card without one."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        table = {k: v for k, v in asdict(self).items() if v is not None}
+        if "timbre_dims" in table:
+            table["timbre_dims"] = list(table["timbre_dims"])
+        return table
 
     def pitch_to_latent(self, f0_hz: float) -> float:
         """The latent value of pitch ``f0_hz``: ``pitch_scale * log2(f0_hz / pitch_ref_hz)``."""
@@ -202,8 +209,8 @@ def card_latent(card: dict[str, Any], *, latent_size: int, name: str = "model") 
     Raises
     ------
     ContractError
-        A key of the wrong type, a dimension outside ``0..latent_size-1``, an unknown key, or
-        a pitch reference that is not a positive frequency.
+        A key of the wrong type, a dimension outside ``0..latent_size-1``, or
+        a pitch reference that is not a positive frequency. Keys it does not know are ignored.
     """
     table = card.get("latent")
     if table is None:
@@ -211,16 +218,15 @@ def card_latent(card: dict[str, Any], *, latent_size: int, name: str = "model") 
     where = f"{name} card [latent]"
     if not isinstance(table, dict):
         raise ContractError(f"{where} must be a table, got {type(table).__name__}")
-    unknown = sorted(set(table) - set(_LATENT_INTS) - set(_LATENT_FLOATS))
-    if unknown:
-        raise ContractError(
-            f"{where}: unknown key(s) {unknown}; known: {', '.join(_LATENT_INTS + _LATENT_FLOATS)}"
-        )
     values: dict[str, Any] = {"pitch_ref_hz": 440.0}
+
+    def is_dim(v: Any) -> bool:
+        return not isinstance(v, bool) and isinstance(v, int) and 0 <= v < latent_size
+
     for key in _LATENT_INTS:
         if key in table:
             v = table[key]
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < latent_size:
+            if not is_dim(v):
                 raise ContractError(
                     f"{where}: {key} = {v!r} must be a dimension 0..{latent_size - 1}"
                 )
@@ -231,6 +237,13 @@ def card_latent(card: dict[str, Any], *, latent_size: int, name: str = "model") 
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ContractError(f"{where}: {key} = {v!r} must be a finite number")
             values[key] = float(v)
+    if "timbre_dims" in table:
+        dims = table["timbre_dims"]
+        if not isinstance(dims, list) or not all(is_dim(v) for v in dims):
+            raise ContractError(
+                f"{where}: timbre_dims = {dims!r} must be a list of dimensions 0..{latent_size - 1}"
+            )
+        values["timbre_dims"] = tuple(dims)
     if values["pitch_ref_hz"] <= 0:
         raise ContractError(f"{where}: pitch_ref_hz = {values['pitch_ref_hz']} must be > 0 Hz")
     return LatentCard(**values)

@@ -58,12 +58,20 @@ def test_latent_table_is_read_with_defaults(tmp_path: Path) -> None:
         ({"pitch_dim": 1.5}, "pitch_dim"),
         ({"pitch_scale": "12"}, "pitch_scale"),
         ({"pitch_ref_hz": 0.0}, "pitch_ref_hz"),
-        ({"pitch": 0}, "unknown key"),
+        ({"timbre_dims": [1, 7]}, "timbre_dims"),
     ],
 )
 def test_bad_latent_tables_name_the_key(table: dict, match: str) -> None:
     with pytest.raises(ContractError, match=match):
         card_latent({"latent": table}, latent_size=4)
+
+
+def test_extra_keys_are_kept_out_of_the_way() -> None:
+    # DDSP exports write timbre_dims and a loudness_definition note into [latent]
+    table = {"pitch_dim": 0, "timbre_dims": [2, 3], "loudness_definition": "RMS dBFS"}
+    latent = card_latent({"latent": table}, latent_size=4)
+    assert latent.timbre_dims == (2, 3)
+    assert latent.to_table() == {"pitch_dim": 0, "pitch_ref_hz": 440.0, "timbre_dims": [2, 3]}
 
 
 def test_runtime_and_snapshot_carry_the_latent_table(mono_model: Path, tmp_path: Path) -> None:
