@@ -159,6 +159,7 @@ class HarmonicNoiseSynth(nn.Module):
         # Noise filtering: 0 FFTs (training, long sequences), 1 gather + matmul (TorchScript
         # streaming, a frame per call), 2 grouped convolution (ONNX). Same output.
         self.noise_path = 0
+        self.chunk_frames = 128
         self.state_in: torch.Tensor = _NO_STATE
         self.state_out: torch.Tensor = _NO_STATE
 
@@ -220,9 +221,14 @@ class HarmonicNoiseSynth(nn.Module):
         a_cur = amps * audible  # (b, K, F)
         # sin(k·phase) carries no gradient in training (pitch comes from labels): the sum
         # over harmonics is one batched matmul, cheap to differentiate w.r.t. amplitudes.
-        sines = torch.sin(self.harmonics.view(1, 1, -1, 1) * phase.unsqueeze(2))  # (b,F,K,n)
+        # In chunks of frames, so decoding minutes at once needs no gigabytes of sines.
         ab = torch.stack([a_prev, a_cur - a_prev], 1).permute(0, 3, 1, 2)  # (b, F, 2, K)
-        parts = torch.matmul(ab, sines)  # (b, F, 2, n)
+        harm = self.harmonics.view(1, 1, -1, 1)
+        chunks: list[torch.Tensor] = []
+        for s0 in range(0, n_frames, self.chunk_frames):
+            sines = torch.sin(harm * phase[:, s0 : s0 + self.chunk_frames].unsqueeze(2))
+            chunks.append(torch.matmul(ab[:, s0 : s0 + self.chunk_frames], sines))
+        parts = torch.cat(chunks, 1)  # (b, F, 2, n)
         y = parts[:, :, 0] + parts[:, :, 1] * self.ramp.float()  # (b, F, n)
 
         # --- filtered noise: per-frame linear-phase FIR, overlap-add ------------------------

@@ -1,6 +1,8 @@
-"""Training for the DDSP family (:mod:`models.ddsp`): f0 labels, losses, the trainer.
+"""Training pieces for the DDSP family (:mod:`models.ddsp`): f0 labels and losses.
 
-Run through the common CLI: ``python -m models.train AUDIO_DIR --out RUN --config ddsp``.
+Run through the common CLI: ``python -m models.train AUDIO_DIR --out RUN --config ddsp``
+(:class:`models.train.DDSPTrainer` uses what is here; this module imports nothing of the
+trainer, so the dependency runs one way).
 
 f0 labels: each ``NAME.wav`` may have ``NAME.f0.npz`` beside it (``f0_hz``, ``voiced``,
 ``hop``, ``sr``; :mod:`models.corpus` writes exact ones). Audio without labels is labelled
@@ -13,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,6 @@ from models.data import AudioDataset
 from models.ddsp import DDSP
 from models.errors import ModelsError
 from models.losses import multiscale_spectral_distance
-from models.train import Trainer
 
 PITCH_SIGMA_BINS = 1.25  # target blur of the pitch classifier (25 cents at 20 cents/bin)
 
@@ -169,49 +169,3 @@ def ddsp_losses(
         "voicing": voicing,
         "pitch_err_cents": pitch_err,
     }
-
-
-class DDSPTrainer(Trainer):
-    """:class:`~models.train.Trainer` with labelled batches and the DDSP losses."""
-
-    model: Any
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.labels = load_labels(
-            self.data, self.cfg.ratio, self.run_dir / "f0-labels", verbose=self.dist.main
-        )
-        voiced = sum(float(v.sum()) for _, v in self.labels)
-        total = sum(len(v) for _, v in self.labels)
-        if self.dist.main:
-            print(f"f0 labels: {voiced / max(total, 1):.0%} of frames voiced", file=sys.stderr)
-
-    def train_step(self) -> dict[str, float]:
-        cfg = self.cfg
-        s = self.model.settings
-        batch, f0, voiced = labelled_batch(
-            self.data, self.labels, self.rng, cfg.batch_size, cfg.ratio
-        )
-        gain = 10 ** (self.rng.uniform(-6, 3, (cfg.batch_size, 1, 1)) / 20)
-        x = torch.from_numpy((batch * gain).astype(np.float32)).to(self.device)
-        f0_t = torch.from_numpy(f0).to(self.device)
-        voiced_t = torch.from_numpy(voiced).to(self.device)
-        for g in self.opt.param_groups:
-            g["lr"] = self.lr_at(self.step)
-        out = ddsp_losses(self.model, x, f0_t, voiced_t, cfg.mss_scales)
-        warm = 1.0 if cfg.beta_warmup_steps <= 0 else min(1.0, self.step / cfg.beta_warmup_steps)
-        beta = cfg.beta_kl * warm
-        loss = (
-            out["mss"]
-            + beta * out["kl"]
-            + s.pitch_loss_weight * out["pitch_ce"]
-            + s.voicing_loss_weight * out["voicing"]
-        )
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-        self.opt.step()
-        self.step += 1
-        logs = {k: float(v.item()) for k, v in out.items() if k != "y"}
-        logs.update(beta=beta, loss=float(loss.item()))
-        return logs

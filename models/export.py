@@ -194,11 +194,13 @@ def load_weights(source: str | Path) -> tuple[ModelConfig, dict[str, torch.Tenso
                 f"{p} is not a Sillage export (no model_config_json): fine-tune from its run "
                 f"directory instead ({e})"
             ) from e
+        # The scripted state also holds non-persistent buffers (streaming caches, inference
+        # matrices): keep only what a fresh model of this config saves.
+        expected = set(build_model(cfg).state_dict())
         weights = {
             k[len("model.") :]: v.clone()
             for k, v in ts.state_dict().items()
-            if k.startswith("model.")
-            and not k.endswith((".cache", ".weight_matrix", "synth.state"))
+            if k.startswith("model.") and k[len("model.") :] in expected
         }
         return cfg, weights, int(getattr(ts, "train_steps", 0))
     state = load_checkpoint(p)

@@ -28,6 +28,7 @@ from torch import nn
 
 from models.config import CONFIGS, ModelConfig, make_config
 from models.data import AudioDataset
+from models.ddsp_train import ddsp_losses, labelled_batch, load_labels
 from models.errors import CheckpointError, ModelsError
 from models.export import load_weights
 from models.families import build_model
@@ -326,6 +327,52 @@ class Trainer:
         self.write_preview()
 
 
+class DDSPTrainer(Trainer):
+    """:class:`Trainer` with f0-labelled batches and the DDSP losses (models.ddsp_train)."""
+
+    model: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.labels = load_labels(
+            self.data, self.cfg.ratio, self.run_dir / "f0-labels", verbose=self.dist.main
+        )
+        voiced = sum(float(v.sum()) for _, v in self.labels)
+        total = sum(len(v) for _, v in self.labels)
+        if self.dist.main:
+            print(f"f0 labels: {voiced / max(total, 1):.0%} of frames voiced", file=sys.stderr)
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        s = self.model.settings
+        batch, f0, voiced = labelled_batch(
+            self.data, self.labels, self.rng, cfg.batch_size, cfg.ratio
+        )
+        gain = 10 ** (self.rng.uniform(-6, 3, (cfg.batch_size, 1, 1)) / 20)
+        x = torch.from_numpy((batch * gain).astype(np.float32)).to(self.device)
+        f0_t = torch.from_numpy(f0).to(self.device)
+        voiced_t = torch.from_numpy(voiced).to(self.device)
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_at(self.step)
+        out = ddsp_losses(self.model, x, f0_t, voiced_t, cfg.mss_scales)
+        warm = 1.0 if cfg.beta_warmup_steps <= 0 else min(1.0, self.step / cfg.beta_warmup_steps)
+        beta = cfg.beta_kl * warm
+        loss = (
+            out["mss"]
+            + beta * out["kl"]
+            + s.pitch_loss_weight * out["pitch_ce"]
+            + s.voicing_loss_weight * out["voicing"]
+        )
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.opt.step()
+        self.step += 1
+        logs = {k: float(v.item()) for k, v in out.items() if k != "y"}
+        logs.update(beta=beta, loss=float(loss.item()))
+        return logs
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m models.train", description="Train a Sillage model on a folder of audio."
@@ -413,11 +460,7 @@ def _main(args: argparse.Namespace, command: str) -> None:
             f"({len(data.skipped)} skipped); device {device}; world {dist.world}",
             file=sys.stderr,
         )
-    trainer_cls = Trainer
-    if cfg.family == "ddsp":
-        from models.ddsp_train import DDSPTrainer
-
-        trainer_cls = DDSPTrainer
+    trainer_cls = DDSPTrainer if cfg.family == "ddsp" else Trainer
     trainer = trainer_cls(
         cfg, data, run_dir, device=device, dist=dist, seed=args.seed, command=command, base=base
     )

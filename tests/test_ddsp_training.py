@@ -13,10 +13,10 @@ import torch
 from models import corpus
 from models.config import make_config
 from models.data import AudioDataset
-from models.ddsp_train import DDSPTrainer, load_labels, resample_labels
+from models.ddsp_train import load_labels, resample_labels
 from models.errors import ModelsError
 from models.playability import estimate_f0
-from models.train import Dist
+from models.train import DDSPTrainer, Dist
 
 pytestmark = [
     pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"),
