@@ -107,3 +107,15 @@ def test_unlabelled_audio_uses_the_pitch_tracker_or_says_how_to_label(
     labels = load_labels(data, 256, tmp_path / "cache", verbose=False)
     assert all((f0 == 123.0).all() and v.all() for f0, v in labels)
     assert len(list((tmp_path / "cache").glob("*.f0.npz"))) == 2  # cached for the next run
+
+
+def test_unlabelled_audio_is_labelled_by_models_pitchtrack(tmp_path: Path) -> None:
+    pytest.importorskip("pyworld")
+    data = AudioDataset.from_folder(
+        _tones(tmp_path / "u", False), samplerate=48000, channels=1, n_samples=4096, verbose=False
+    )
+    labels = load_labels(data, 256, tmp_path / "cache", verbose=False)
+    for (f0, voiced), want in zip(labels, (220.0, 330.0), strict=True):
+        steady = f0[10:-10][voiced[10:-10] > 0]
+        assert len(steady) > 0.8 * (len(f0) - 20)
+        assert np.all(np.abs(1200 * np.log2(steady / want)) < 10)
