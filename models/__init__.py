@@ -1,4 +1,5 @@
-"""Sillage models: RAVE-style VAE, training, nn~-compatible export, the default model.
+"""Sillage models: RAVE-style VAE and DDSP families, training, nn~-compatible export, the
+default model.
 
 Kept light on purpose: importing :mod:`models` pulls no torch. Import the submodules you need
 (``models.vae``, ``models.export``, ``models.testing`` …).

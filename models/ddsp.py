@@ -520,9 +520,10 @@ class DDSP(nn.Module):
     @torch.jit.unused
     def latent_labels(self) -> list[str]:
         """What each exposed dimension means (nn~ inlet/outlet labels)."""
+        # ASCII only: nn~ shows these as inlet/outlet hints in Max and Pd.
         return [
-            f"(signal) pitch: {self.pitch_scale:g}·log2(f0/{self.pitch_ref_hz:g} Hz)",
-            f"(signal) loudness: (dB − {self.loudness_ref_db:g}) / {self.loudness_db_per_unit:g}",
+            f"(signal) pitch: {self.pitch_scale:g}*log2(f0/{self.pitch_ref_hz:g} Hz)",
+            f"(signal) loudness: (dB - {self.loudness_ref_db:g}) / {self.loudness_db_per_unit:g}",
         ] + [f"(signal) timbre {i}" for i in range(self.n_timbre)]
 
     @torch.jit.unused
