@@ -252,3 +252,11 @@ def test_onnx_export_with_explicit_state_matches_torch(tiny: DDSP) -> None:
     with torch.no_grad():
         ref = model.decode(torch.from_numpy(z), False).numpy()
     np.testing.assert_allclose(y, ref, atol=2e-5)
+
+
+def test_shipped_default_plays_the_pitch_its_latent_asks_for() -> None:
+    latent = card_latent(DEFAULT)
+    if not DEFAULT.is_file() or "pitch_dim" not in latent:
+        pytest.skip("the shipped default has no pitch dimension")
+    result = in_tune(load_scripted(DEFAULT), latent, notes=(36, 52, 69, 84, 96), seconds=0.4)
+    assert result["max_abs_cents"] < 5, result
