@@ -19,6 +19,8 @@ gate. The engine turns pitch and loudness into the model's pitch and loudness la
   oldest held one (voice stealing: oldest first). A note already sounding is retriggered on
   its own voice. Polyphonic voices do not glide.
 
+The sustain pedal (CC 64, value >= 64 = down) keeps released keys sounding until it comes up.
+
 Bad MIDI (note 200, velocity -1, channel 0 or 17, NaN, a non-number) raises
 :class:`~mappings.errors.InputError` with the fault's ``kind``, is counted in
 ``rejected[kind]``, and changes nothing.
@@ -42,6 +44,7 @@ import numpy as np
 from mappings.errors import InputError, floats
 
 RELEASE_FLOOR = 1e-3  # -60 dB: the release's end, where the voice is freed
+SUSTAIN_CC = 64
 BEND_MAX = 8192.0
 
 
@@ -109,6 +112,14 @@ def check_note(args: Sequence[Any]) -> tuple[int, int, int]:
     return ch, note, vel
 
 
+def check_cc(args: Sequence[Any]) -> tuple[int, int, int]:
+    """Validate ``(channel 1-16, control 0-127, value 0-127)``; raise InputError."""
+    ch, control, value = _ints(
+        "/midi/cc", args, ((1, 16), (0, 127), (0, 127)), "channel control value"
+    )
+    return ch, control, value
+
+
 def check_bend(args: Sequence[Any]) -> tuple[int, int]:
     """Validate ``(channel 1-16, value -8192..8191)``; raise InputError."""
     ch, value = _ints("/midi/bend", args, ((1, 16), (-8192, 8191)), "channel value")
@@ -148,11 +159,14 @@ class Keyboard:
         self._clock = 0
         self._bend = np.zeros(17)  # per channel (index 1-16), semitones
         self._held: list[tuple[int, int, int]] = []  # mono: (channel, note, velocity), oldest first
+        self._sustain = np.zeros(17, bool)  # per channel (index 1-16): pedal down
+        self._sustained: set[tuple[int, int]] = set()  # (channel, key) released under the pedal
 
     # --- events ------------------------------------------------------------------------
     def on_midi(self, address: str, args: Sequence[Any]) -> bool:
-        """``/midi/note`` or ``/midi/bend`` with its arguments as they came (from a MIDI port,
-        OSC or a score); False for other addresses. Bad arguments raise InputError, counted."""
+        """``/midi/note``, ``/midi/bend`` or the sustain pedal (``/midi/cc`` 64) with its
+        arguments as they came (from a MIDI port, OSC or a score); False for anything else.
+        Bad arguments raise InputError, counted."""
         if address == "/midi/note":
             if len(args) != 3:
                 self.rejected["arity"] = self.rejected.get("arity", 0) + 1
@@ -170,6 +184,21 @@ class Keyboard:
                 )
             self.bend(*args)
             return True
+        if address == "/midi/cc":
+            if len(args) != 3:
+                self.rejected["arity"] = self.rejected.get("arity", 0) + 1
+                raise InputError(
+                    "arity",
+                    f"/midi/cc expects 3 integers (channel control value), got {len(args)}",
+                )
+            try:
+                ch, control, value = check_cc(args)
+            except InputError as exc:
+                self.rejected[exc.kind] = self.rejected.get(exc.kind, 0) + 1
+                raise
+            if control == SUSTAIN_CC and not (self.params.channel and ch != self.params.channel):
+                self.sustain(ch, value >= 64)
+                return True
         return False
 
     def note(self, channel: Any, note: Any, velocity: Any) -> None:
@@ -181,6 +210,10 @@ class Keyboard:
             raise
         if self.params.channel and ch != self.params.channel:
             return
+        if vel == 0 and self._sustain[ch]:
+            self._sustained.add((ch, key))  # sounds on until the pedal is up
+            return
+        self._sustained.discard((ch, key))
         if self.params.voices == 1:
             self._mono(ch, key, vel)
         elif vel > 0:
@@ -198,10 +231,21 @@ class Keyboard:
             raise
         self._bend[ch] = v / BEND_MAX * self.params.bend_semitones
 
+    def sustain(self, channel: int, down: bool) -> None:
+        """Sustain pedal (CC 64) on a channel: while down, released keys sound on; when it
+        comes up, they are released (checked values: call through :meth:`on_midi`)."""
+        self._sustain[channel] = down
+        if not down:
+            for ch, key in sorted(k for k in self._sustained if k[0] == channel):
+                self._sustained.discard((ch, key))
+                self.note(ch, key, 0)
+
     def all_off(self) -> None:
         """Release every voice (panic keeps the releases; :meth:`reset` silences at once)."""
         self.gate[:] = False
         self._held.clear()
+        self._sustained.clear()
+        self._sustain[:] = False
 
     def reset(self) -> None:
         """Silence and forget everything (but the rejection counts)."""

@@ -283,3 +283,33 @@ def test_played_voices_rows_and_timbre_dims() -> None:
     assert not rave.playable
     rave.on_midi("/midi/note", (1, 60, 100))
     np.testing.assert_array_equal(rave.latents(0.0, base), [base])
+
+
+def test_sustain_pedal_holds_released_keys() -> None:
+    for voices in (1, 3):
+        kb = Keyboard(VoiceParams(voices=voices, attack_ms=1.0, release_ms=50.0, glide_ms=0.0))
+        assert kb.on_midi("/midi/cc", (1, 64, 127))
+        kb.note(1, 60, 100)
+        kb.note(1, 60, 0)  # key up, pedal down: sounds on
+        out = run(kb, 0.2)
+        assert out[-1, 2] == 1 and out[-1, 1] > 0.7, voices
+        assert kb.on_midi("/midi/cc", (1, 64, 0))  # pedal up: released
+        out = run(kb, 0.2)
+        assert out[-1, 1] == 0 and out[-1, 2] == 0, voices
+    assert not kb.on_midi("/midi/cc", (1, 1, 64))  # other controls are not the voice's
+    with pytest.raises(InputError, match="control = 300"):
+        kb.on_midi("/midi/cc", (1, 300, 1))
+    assert kb.rejected == {"range": 1}
+
+
+def test_sustain_in_mono_keeps_the_note_for_legato() -> None:
+    kb = Keyboard(VoiceParams(voices=1, glide_ms=0.0))
+    kb.on_midi("/midi/cc", (1, 64, 100))
+    kb.note(1, 60, 100)
+    kb.note(1, 60, 0)
+    kb.note(1, 67, 100)
+    kb.note(1, 67, 0)
+    assert run(kb, 0.02)[-1, 0] == 67
+    kb.on_midi("/midi/cc", (1, 64, 0))
+    out = run(kb, 0.02)
+    assert out[-1, 2] == 0  # both released with the pedal
