@@ -287,6 +287,7 @@ class FrameDecoder(nn.Module):
         h = s.hidden
         self.n_harmonics = s.n_harmonics
         self.n_noise = s.n_noise
+        self.use_noise = True  # False drops the noise branch (as the VAE decoder's flag)
         self.conv_in = CachedConv1d(latent_size, h, 3)
         self.net = nn.Sequential(
             ResBlock(h, 1, True), ResBlock(h, 2, True), ResBlock(h, 4, True), nn.LeakyReLU(0.2)
@@ -489,7 +490,7 @@ class DDSP(nn.Module):
         dist = dist / dist.sum(1, keepdim=True).clamp_min(1e-7)
         amps = dist * level * 4 * torch.sigmoid(gain - 1.0)
         mags = level * 4 * torch.sigmoid(noise) ** 2
-        return self.synth(f0, amps, mags, add_noise)
+        return self.synth(f0, amps, mags, add_noise and self.decoder.use_noise)
 
     # -- latent statistics ------------------------------------------------------------------
     @torch.jit.unused
