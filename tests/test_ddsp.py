@@ -260,3 +260,20 @@ def test_shipped_default_plays_the_pitch_its_latent_asks_for() -> None:
         pytest.skip("the shipped default has no pitch dimension")
     result = in_tune(load_scripted(DEFAULT), latent, notes=(36, 52, 69, 84, 96), seconds=0.4)
     assert result["max_abs_cents"] < 5, result
+
+
+def test_evaluate_and_fine_tune_loading_take_a_ddsp_export(tiny_export: Path, tmp_path) -> None:
+    import soundfile as sf
+
+    from models.evaluate import evaluate
+    from models.export import load_vae
+
+    model, cfg, _ = load_vae(tiny_export)
+    assert isinstance(model, DDSP) and cfg.family == "ddsp"
+    folder = tmp_path / "holdout"
+    folder.mkdir()
+    t = np.arange(SR) / SR
+    sf.write(folder / "a.wav", (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR)
+    result = evaluate(tiny_export, folder, seconds=0.5)
+    rec = result["reconstruction"]
+    assert np.isfinite(rec["mss_model"]) and rec["segments"] >= 1
