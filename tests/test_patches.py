@@ -57,6 +57,17 @@ def gesture(name: str, seconds: float = 2.0) -> list[Event]:
             events.append(
                 Event(float(t), "/hand/right", tuple(_hand(0.5 + 0.2 * s, 0.5, (s + 1) / 2)))
             )
+        elif name == "keyboard":
+            k = round(t * 100)
+            if k % 25 == 0:  # a note every 0.25 s, the previous one released
+                note = 48 + (k // 25 * 5) % 24
+                events.append(Event(float(t), "/midi/note", (1, note, 100)))
+            elif k % 25 == 20:
+                note = 48 + (k // 25 * 5) % 24
+                events.append(Event(float(t), "/midi/note", (1, note, 0)))
+            if k % 5 == 0:
+                events.append(Event(float(t), "/midi/cc", (1, 1 + k // 5 % 8, int(64 + 60 * s))))
+                events.append(Event(float(t), "/midi/bend", (1, int(4000 * s))))
         elif name == "midi-controller" and int(t * 100) % 5 == 0:
             events.append(Event(float(t), "/midi/cc", (1, int(t * 100) % 8, int(64 + 60 * s))))
         elif name == "wekinator":
@@ -121,7 +132,9 @@ def test_every_shipped_patch_plays_a_gesture(name: str, latent_size: int) -> Non
 
 
 def test_shipped_patches_are_the_promised_ones() -> None:
-    want = {"default", "midi-controller", "dancer-riot", "phone-imu", "hands", "wekinator"}
+    want = {
+        "default", "midi-controller", "dancer-riot", "phone-imu", "hands", "wekinator", "keyboard",
+    }  # fmt: skip
     assert want <= set(SHIPPED)
     assert isinstance(
         load_patch("default", context=PatchContext(4, 48000)).controller, DirectController

@@ -28,6 +28,9 @@ class Swap:
     runtime: ModelRuntime | None = None
     patch: Patch | None = None
     latent_map: Any = None
+    #: Streams for a polyphonic keyboard's voices 1..N-1, made here rather than on the
+    #: decode worker (a TorchScript load takes longer than a frame).
+    voice_runtimes: list[ModelRuntime] | None = None
 
 
 class Mailbox(Generic[T]):
@@ -81,7 +84,12 @@ def make_context(runtime: ModelRuntime) -> PatchContext:
                 copies.append(runtime.fresh())
             return copies[0].encode(audio)
 
-    return PatchContext(latent_size=info.latent_size, samplerate=info.samplerate, encode=encode)
+    return PatchContext(
+        latent_size=info.latent_size,
+        samplerate=info.samplerate,
+        encode=encode,
+        latent=info.latent.to_table(),
+    )
 
 
 def load_patch_for(name: str | Path, runtime: ModelRuntime) -> Patch:
@@ -101,8 +109,16 @@ def load_swap(kind: str, arg: str, *, runtime: ModelRuntime, patch: Patch) -> Sw
     """
     if kind == "model":
         new = ModelRuntime(arg)
-        return Swap(runtime=new, patch=load_patch_for(patch.path or "default", new))
-    return Swap(patch=load_patch_for(arg, runtime))
+        loaded = load_patch_for(patch.path or "default", new)
+        return Swap(runtime=new, patch=loaded, voice_runtimes=voice_streams(loaded, new))
+    loaded = load_patch_for(arg, runtime)
+    return Swap(patch=loaded, voice_runtimes=voice_streams(loaded, runtime))
+
+
+def voice_streams(patch: Patch, runtime: ModelRuntime) -> list[ModelRuntime]:
+    """Fresh streams of ``runtime``'s model for a polyphonic patch's voices 1..N-1."""
+    n = patch.controller.n_voices
+    return [runtime.fresh() for _ in range(n - 1)]
 
 
 def load_start(model: str | Path, patch: str | Path, *, threads: int = 1) -> Swap:

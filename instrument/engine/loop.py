@@ -135,7 +135,9 @@ class DecodeLoop:
         self.trajectory.jump(z)
 
     # --- set-up and swaps ---------------------------------------------------------------
-    def _install(self, runtime: ModelRuntime, patch: Patch) -> None:
+    def _install(
+        self, runtime: ModelRuntime, patch: Patch, voice_runtimes: list[ModelRuntime] | None = None
+    ) -> None:
         info = runtime.info
         self.runtime = runtime
         self.info = info
@@ -161,14 +163,18 @@ class DecodeLoop:
             if info.samplerate != self.samplerate
             else None
         )
-        self._apply_patch(patch)
+        self._apply_patch(patch, voice_runtimes)
 
-    def _apply_patch(self, patch: Patch) -> None:
+    def _apply_patch(self, patch: Patch, voice_runtimes: list[ModelRuntime] | None = None) -> None:
         self.patch = patch
         self.controller = patch.controller
         if hasattr(self.controller, "on_reject"):
             # events a mapping cannot use (garbage MIDI, wrong sensor frames) are reported too
             self.controller.on_reject = self.reporter.reject
+        notice = self.controller.notice
+        if notice:
+            self.reporter.reject("no_pitch", f"patch {patch.name!r}: {notice}", always=True)
+        self._voice_streams(self.controller.n_voices, voice_runtimes)
         eng = patch.engine
         if "smoothing_ms" in eng:
             self.state.smoothing_ms = eng["smoothing_ms"]
@@ -184,12 +190,23 @@ class DecodeLoop:
             self.latent_map = swap.latent_map
         if swap.runtime is not None:
             old_runtime = self.runtime
-            self._install(swap.runtime, swap.patch or self.patch)
+            self._install(swap.runtime, swap.patch or self.patch, swap.voice_runtimes)
             self._crossfade_from = old_runtime
         elif swap.patch is not None:
-            self._apply_patch(swap.patch)
+            self._apply_patch(swap.patch, swap.voice_runtimes)
 
     _crossfade_from: ModelRuntime | None = None
+
+    def _voice_streams(self, n: int, ready: list[ModelRuntime] | None) -> None:
+        """Streams for keyboard voices 1..n-1 (voice 0 plays on :attr:`runtime`): the ones a
+        loader made off this thread (``ready``), else fresh copies made here (set-up)."""
+        ready = [r for r in (ready or []) if r.info is self.info][: max(n - 1, 0)]
+        while len(ready) < n - 1:
+            ready.append(self.runtime.fresh())
+        self._voice_rts = ready
+        self._voice_traj = [Trajectory(self.info.latent_size, self.info.frame_s) for _ in ready]
+        for traj in self._voice_traj:
+            traj.jump(self.state.target)
 
     # --- events -------------------------------------------------------------------------
     def _handler_map(self) -> dict[str, Callable[[int | None, tuple[Any, ...]], None]]:
@@ -327,8 +344,12 @@ class DecodeLoop:
                 f"{self.controller.name} returned shape {target.shape}, expected ({st.latent_size},)",
             )
             target = st.target
+        raw = target
         if st.scale != 1.0:
             target = st.centre + st.scale * (target - st.centre)
+            fixed = self.controller.fixed_dims()
+            if fixed:
+                target[fixed] = raw[fixed]  # pitch and loudness are absolute: not scaled
         rejected_before = self.trajectory.rejected
         z = self.trajectory.step(target, st.smoothing_ms)
         if self.trajectory.rejected != rejected_before:
@@ -338,6 +359,8 @@ class DecodeLoop:
 
         t0 = time.perf_counter()
         audio = self.runtime.decode_frame(z)
+        if self._voice_rts:
+            audio = self._mix_voices(audio)
         if self._crossfade_from is not None:
             audio = self._crossfade(audio, z.astype(np.float32)[:, None])
         self.metrics.decode_s.add(time.perf_counter() - t0)
@@ -364,6 +387,26 @@ class DecodeLoop:
         self.metrics.frames += 1
         self.t += self.info.frame_s
         return frame
+
+    def _mix_voices(self, audio: np.ndarray) -> np.ndarray:
+        """Decode keyboard voices 1..n-1 on their own streams and add them to voice 0's
+        frame. Idle voices are not decoded (their streams wait). Decode worker."""
+        rows = self.controller.voice_targets()
+        if rows is None:
+            return audio
+        st = self.state
+        fixed = self.controller.fixed_dims()
+        mixed = audio.copy()
+        for k, (rt, traj) in enumerate(zip(self._voice_rts, self._voice_traj, strict=True)):
+            row = rows[k + 1]
+            if st.scale != 1.0:
+                scaled = st.centre + st.scale * (row - st.centre)
+                scaled[fixed] = row[fixed]
+                row = scaled
+            z = traj.step(row, st.smoothing_ms)
+            if self.controller.voice_active(k + 1):
+                mixed += rt.decode_frame(z)
+        return mixed
 
     def _panic_gains(self, gain_from: float, gain_to: float) -> tuple[float, float]:
         """Panic: fade out, send the latent home, reset the patch, fade back in."""

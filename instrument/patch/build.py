@@ -13,6 +13,7 @@ import numpy as np
 
 from instrument.patch.chain import ChainController, MappingSpec, Signal
 from instrument.patch.context import PatchContext
+from instrument.patch.voice import build_voice_part
 from mappings.conditioning import Conditioner, ConditionerSpec
 from mappings.gesture import MotionParams
 from mappings.imu import FORMATS
@@ -130,11 +131,27 @@ def build_controller(
         raise ValueError(
             '[mapping] kind = "regression" needs inputs = [...] (or a wekinator input)'
         )
+    part = build_voice_part(data, context.latent, context.latent_size)
+    voice_inputs = part.signal_names() if part is not None else []
+    # Declared voice inputs may be more than the model has dimensions for: still known names.
+    declared = [
+        *(data["voice"].get("timbre", []) if isinstance(data.get("voice"), dict) else []),
+        *([data["pitch"].get("input")] if isinstance(data.get("pitch"), dict) else []),
+    ]
+    if part is not None and "voice" in data and not any(isinstance(s, MidiSource) for s in sources):
+        raise ValueError(
+            '[voice] plays MIDI notes: declare a [[input]] with kind = "midi" (notes may also '
+            "come over OSC as /midi/note, or from a score)"
+        )
     cond = data.get("conditioning", {})
-    extra = sorted(set(cond) - set(input_names))
+    known = set(input_names) | set(voice_inputs) | {n for n in declared if isinstance(n, str)}
+    extra = sorted(set(cond) - known)
     if extra:
-        raise ValueError(f"[conditioning] for {extra}, which are not mapping inputs {input_names}")
-    signals = {n: _signal(n, sources, cond) for n in input_names}
+        raise ValueError(
+            f"[conditioning] for {extra}, which are not mapping, [voice] timbre or [pitch] "
+            f"inputs {sorted(known)}"
+        )
+    signals = {n: _signal(n, sources, cond) for n in [*input_names, *voice_inputs]}
     x_rest = np.array([signals[n].conditioner.rest for n in input_names])
     spec = MappingSpec(kind=kind, inputs=input_names)
     latent = context.latent_size
@@ -161,7 +178,9 @@ def build_controller(
                 spec.demos = demos
     host = str(mp.get("output_host", "127.0.0.1"))
     port = int(mp.get("output_port", 12000))
-    return ChainController(name, latent, sources, spec, signals, wek_output=(host, port), midi=midi)
+    return ChainController(
+        name, latent, sources, spec, signals, wek_output=(host, port), midi=midi, voice=part
+    )
 
 
 def _refit_outputs(demos: Demonstrations, latent: int) -> Demonstrations:

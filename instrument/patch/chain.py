@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,11 @@ from mappings.errors import InputError, floats
 from mappings.matrix import LoopMapping, MatrixMapping
 from mappings.regression import Demonstrations
 from mappings.sources import MidiSource, Source, VectorSource
+
+if TYPE_CHECKING:
+    from instrument.patch.voice import VoicePart
+
+NOTE_ADDRESSES = ("/midi/note", "/midi/bend")
 
 LEARN = "/sillage/learn"
 SAVE_THREAD = "sillage-save-examples"
@@ -93,9 +98,13 @@ class ChainController:
     def __init__(
         self, name: str, latent_size: int, sources: Sequence[Source], mapping: MappingSpec,
         signals: dict[str, Signal], *, wek_output: tuple[str, int] = ("127.0.0.1", 12000),
-        midi: str | None = None,
+        midi: str | None = None, voice: VoicePart | None = None,
     ) -> None:  # fmt: skip
         self.name = name
+        #: The keyboard and sensor-pitch parts ([voice], [pitch]); None when the patch has none.
+        self.voice = voice
+        #: Why a part of the patch plays nothing on this model (the engine reports it once).
+        self.notice = voice.notice if voice is not None else ""
         self.latent_size = int(latent_size)
         self.sources = list(sources)
         self.mapping = mapping
@@ -121,6 +130,9 @@ class ChainController:
         self._wek_inputs: np.ndarray | None = None
         self._wek_fresh = False
         self._x = np.zeros(len(mapping.inputs))
+        self._base = np.zeros(self.latent_size)
+        self._t_now = 0.0
+        self._read = self._value_now  # bound once: target() builds nothing per frame
         self._exact: dict[str, Source] = {}
         for s in self.sources:
             if isinstance(s, (VectorSource, MidiSource)):
@@ -189,6 +201,19 @@ class ChainController:
             return
         if self._learn_midi and isinstance(source, MidiSource) and address == "/midi/cc":
             self._bind_midi(next(iter(values), None))
+        voices = self.voice.voices if self.voice is not None else None
+        # Checked above by the source (channel, note, velocity ranges); the input's channel
+        # filter applies to notes as to controls.
+        if (
+            voices is not None
+            and address in NOTE_ADDRESSES
+            and isinstance(source, MidiSource)
+            and (not source.channel or int(event.args[0]) == source.channel)
+        ):
+            try:
+                voices.on_midi(address, event.args)
+            except InputError as exc:
+                self._drop(exc.kind, f"{address}: {exc}")
         for name, raw in values.items():
             sig = self.signals.get(name)
             if sig is not None:
@@ -198,6 +223,39 @@ class ChainController:
 
     def target(self, t: float, state: ControlState) -> np.ndarray:
         """Target latent at time ``t``, shape (latent_size,). Runs on the decode worker."""
+        z = self._mapped(t, state)
+        if self.voice is None:
+            return z
+        base = self._base
+        base[:] = z
+        self._t_now = t
+        return self.voice.apply(t, base, self._read)
+
+    @property
+    def n_voices(self) -> int:
+        """Model streams to decode and mix (1 unless a polyphonic keyboard plays)."""
+        return self.voice.n_voices if self.voice is not None else 1
+
+    def voice_targets(self) -> np.ndarray | None:
+        """Every keyboard voice's latent from the last :meth:`target`, shape (voices,
+        latent_size); None without a polyphonic keyboard. Decode worker."""
+        if self.voice is None or self.voice.n_voices < 2:
+            return None
+        return self.voice.rows()
+
+    def voice_active(self, voice: int) -> bool:
+        """Whether voice ``voice`` sounds now (idle voices need not be decoded)."""
+        return self.voice.active(voice) if self.voice is not None else voice == 0
+
+    def fixed_dims(self) -> list[int]:
+        """Latent dimensions in absolute units (pitch, loudness) that scaling must not move."""
+        return self.voice.fixed_dims() if self.voice is not None else []
+
+    def _value_now(self, name: str) -> float:
+        sig = self.signals.get(name)
+        return sig.stale.value(self._t_now) if sig is not None else 0.0
+
+    def _mapped(self, t: float, state: ControlState) -> np.ndarray:
         m = self.mapping
         x = self._x
         for k, name in enumerate(m.inputs):
@@ -217,6 +275,8 @@ class ChainController:
             sig.reset()
         for s in self.sources:
             s.reset()
+        if self.voice is not None:
+            self.voice.reset()
         if self.mapping.loop is not None:
             self.mapping.loop.reset()
         self.recording = False

@@ -90,6 +90,28 @@ class Controller(Protocol):
         """Messages to send, drained once per frame (decode worker)."""
         ...
 
+    # A polyphonic keyboard ([voice] voices = N) plays N model streams; the engine decodes
+    # voice 0 from ``target`` and voices 1..N-1 from ``voice_targets``, and mixes them.
+    @property
+    def n_voices(self) -> int:
+        """Model streams to decode and mix (1 but for a polyphonic keyboard)."""
+        ...
+
+    notice: str  # why part of the patch plays nothing on this model ("": all plays)
+
+    def voice_targets(self) -> np.ndarray | None:
+        """Every voice's latent from the last ``target`` call, shape (n_voices, latent_size);
+        None with one voice (decode worker)."""
+        ...
+
+    def voice_active(self, voice: int) -> bool:
+        """Whether a voice sounds now; idle ones are not decoded (decode worker)."""
+        ...
+
+    def fixed_dims(self) -> list[int]:
+        """Dimensions in absolute units (pitch, loudness) that ``/sillage/scale`` leaves alone."""
+        ...
+
 
 class DirectController:
     """The plainest patch: the target is what ``/sillage/latent`` and ``/sillage/xy`` set."""
@@ -114,4 +136,16 @@ class DirectController:
         return None
 
     def outbox(self) -> list[Outgoing]:
+        return []
+
+    n_voices = 1
+    notice = ""
+
+    def voice_targets(self) -> np.ndarray | None:
+        return None
+
+    def voice_active(self, voice: int) -> bool:
+        return voice == 0
+
+    def fixed_dims(self) -> list[int]:
         return []

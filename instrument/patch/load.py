@@ -9,6 +9,8 @@ A patch file (``patches/<name>.toml``, format in ``docs/control.md``)::
     [conditioning."<signal>"]   range, centre, filter (one_euro/one_pole), dead_zone, curve,
                                 out, rest, hold_s, ease_s (see mappings.conditioning)
     [mapping]      kind (direct, matrix, loop, regression), inputs = ["<signal>", ...], ...
+    [voice]        kind = "keyboard": MIDI notes play the model's pitch dimension
+                   (instrument.patch.voice); [pitch]: a signal plays it in a scale
 
 :func:`load_patch` reads it and builds a :class:`~instrument.patch.chain.ChainController`
 (or the plain :class:`~instrument.control.DirectController` when the patch declares no inputs
@@ -27,6 +29,8 @@ from instrument.patch.build import build_controller
 from instrument.patch.context import PatchContext
 from instrument.patch.contract import Controller, DirectController
 from instrument.paths import PATCH_DIR
+
+SECTIONS = {"patch", "engine", "input", "conditioning", "mapping", "voice", "pitch"}
 
 
 @dataclass
@@ -69,15 +73,16 @@ def load_patch(name_or_path: str | Path, *, context: PatchContext) -> Patch:
     meta = data.get("patch", {})
     engine = data.get("engine", {})
     name = str(meta.get("name", path.stem))
-    unknown = sorted(set(data) - {"patch", "engine", "input", "conditioning", "mapping"})
+    unknown = sorted(set(data) - SECTIONS)
     if unknown:
         raise PatchError(
             f"{path}: unknown section(s) {unknown}; a patch has [patch], [engine], [[input]], "
-            '[conditioning."<signal>"] and [mapping]'
+            '[conditioning."<signal>"], [mapping], [voice] and [pitch]'
         )
     controller: Controller
     midi: str | None = None
-    if not data.get("input") and data.get("mapping", {}).get("kind", "direct") == "direct":
+    plain = not data.get("input") and not data.get("voice") and not data.get("pitch")
+    if plain and data.get("mapping", {}).get("kind", "direct") == "direct":
         controller = DirectController()
     else:
         try:
