@@ -2,11 +2,11 @@
 
 ``python -m benchmarks.bench_playability [--old MODEL.ts] [--new MODEL.ts] [--holdout DIR]``
 
-(a) **In tune:** MIDI notes 36–96 played through the keyboard voice (``mappings.keyboard``:
-    note on at velocity 100, 0.45 s held, released) and, for reference, with the pitch latent
-    simply held (``models.playability.in_tune``); f0 of each note's steady part (YIN) against
-    12-TET, in cents: median and max of |error|. Only for models whose card declares a pitch
-    dimension; the others get "not applicable".
+(a) **In tune:** MIDI notes 36–96 in a score played through the ``keyboard`` patch by the
+    engine (offline render: the live decode loop; velocity 100, 0.45 s held) and, for
+    reference, with the pitch latent simply held (``models.playability.in_tune``); f0 of each
+    note's steady part (YIN) against 12-TET, in cents: median and max of |error|. Only for
+    models whose card declares a pitch dimension; the others get "not applicable".
 (b) **No frame-rate buzz:** share of held random latents periodic at sr/ratio (or ½, 2, 3×).
 (c) **Holds still:** latent std over time when encoding steady tones at 98–784 Hz.
 (d) **Reconstruction:** held-out multiscale spectral distance (``models.evaluate``).
@@ -24,6 +24,7 @@ Prints JSON and writes ``benchmarks/results/playability.json``. A few minutes on
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import tempfile
 import time
@@ -37,7 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import emit  # noqa: E402
-from mappings.keyboard import Keyboard, VoiceLatent, VoiceParams  # noqa: E402
 
 DEFAULT = ROOT / "models" / "default" / "sillage-default.ts"
 LEGACY = ROOT / "models" / "legacy" / "sillage-v1.ts"
@@ -73,42 +73,44 @@ def pick_models(old: str | None, new: str | None) -> tuple[Path | None, Path | N
 
 
 def keyboard_in_tune(
-    path: Path, latent: dict[str, Any], *, notes: tuple[int, ...] = NOTES, hold_s: float = 0.45
+    path: Path, *, notes: tuple[int, ...] = NOTES, hold_s: float = 0.45, gap_s: float = 0.12
 ) -> dict[str, Any]:
-    """(a) through the keyboard voice: each note played at velocity 100 on a fresh stream
-    of one model (the streaming state carries across notes, as when playing)."""
+    """(a) through the engine and the shipped ``keyboard`` patch: a score of notes at
+    velocity 100, each held ``hold_s``, rendered offline (the live decode loop, one stream);
+    the f0 of each note's steady part (after 0.15 s, before the release)."""
+    from instrument.engine.loading import load_patch_for
+    from instrument.engine.offline import render
+    from instrument.engine.runtime import ModelRuntime
+    from instrument.link.events import Event
+    from instrument.metrics import Reporter
+
     pb = _playability()
-    model = pb.fresh(path)
-    sr = int(model.sr)
-    lat, ratio = int(model.decode_params[0]), int(model.decode_params[1])
-    dt = ratio / sr
-    kb = Keyboard(VoiceParams(voices=1, attack_ms=10.0, release_ms=100.0, glide_ms=0.0))
-    voice = VoiceLatent(latent)
-    hold = int(hold_s / dt)
-    tail = int(0.12 / dt)
-    z = np.zeros((lat, hold + tail), np.float32)
+    runtime = ModelRuntime(path)
+    sr = runtime.info.samplerate
+    step = hold_s + gap_s
+    events = []
+    for k, note in enumerate(notes):
+        events.append(Event(k * step, "/midi/note", (1, note, 100)))
+        events.append(Event(k * step + hold_s, "/midi/note", (1, note, 0)))
+    reporter = Reporter(stream=io.StringIO())
+    patch = load_patch_for("keyboard", runtime)
+    y = render(runtime, patch, events, seconds=len(notes) * step, reporter=reporter)[:, 0]
+    y = y.astype(np.float64)
     errors = []
-    torch.manual_seed(0)
-    for note in notes:
-        kb.note(1, note, 100)
-        for k in range(hold + tail):
-            if k == hold:
-                kb.note(1, note, 0)
-            p, env, _ = kb.step(dt)
-            voice.write(z[:, k], float(p[0]), float(env[0]))
-        with torch.no_grad():
-            y = model.decode(torch.from_numpy(z)[None])[0, 0].numpy().astype(np.float64)
+    for k, note in enumerate(notes):
         f = 440.0 * 2 ** ((note - 69) / 12)
-        steady = y[int(0.15 * sr) : hold * ratio]  # after the attack, before the release
+        steady = y[int((k * step + 0.15) * sr) : int((k * step + hold_s) * sr)]
         f0, _ = pb.estimate_f0(steady, sr, fmin=0.5 * f, fmax=min(2 * f, 0.45 * sr))
         errors.append(1200 * np.log2(f0 / f) if np.isfinite(f0) else float("inf"))
     err = np.abs(np.array(errors))
     return {
+        "through": "engine offline render, patches/keyboard.toml",
         "notes": [notes[0], notes[-1]],
         "velocity": 100,
         "median_abs_cents": round(float(np.median(err)), 3),
         "max_abs_cents": round(float(err.max()), 3),
         "worst_note": int(notes[int(np.argmax(err))]),
+        "rejected_events": dict(reporter.counts),
         "errors_cents": [round(float(e), 2) for e in errors],
     }
 
@@ -132,7 +134,7 @@ def measure(path: Path, holdout: Path) -> dict[str, Any]:
     out["card_latent"] = latent
     t0 = time.perf_counter()
     if "pitch_dim" in latent:
-        out["a_in_tune_keyboard"] = keyboard_in_tune(path, latent)
+        out["a_in_tune_keyboard"] = keyboard_in_tune(path)
         held = pb.in_tune(pb.fresh(path), latent, notes=NOTES)
         out["a_in_tune_held_latent"] = {k: v for k, v in held.items() if k != "errors_cents"}
     else:
