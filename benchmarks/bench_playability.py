@@ -11,6 +11,7 @@
 (c) **Holds still:** latent std over time when encoding steady tones at 98–784 Hz.
 (d) **Reconstruction:** held-out multiscale spectral distance (``models.evaluate``).
 (e) **Speed:** decode real-time factor, one frame per call, one thread.
+(f) **Polyphony:** CPU time of a decode-loop step with 1, 2, 4, 8 keyboard voices sounding.
 
 The measurement functions are ``models.playability``'s (the model README's figures come from
 the same code). Old model: ``models/legacy/sillage-v1.ts`` if present, else the default model
@@ -115,6 +116,59 @@ def keyboard_in_tune(
     }
 
 
+def voice_cost(
+    path: Path, *, voices: tuple[int, ...] = (1, 2, 4, 8), frames: int = 600
+) -> dict[str, Any]:
+    """Cost of polyphony: CPU time of one decode-loop step (this thread only, so other load on
+    the machine does not count) with N keyboard voices all sounding, one torch thread."""
+    from instrument.engine.loading import load_patch_for
+    from instrument.engine.loop import DecodeLoop
+    from instrument.engine.runtime import ModelRuntime
+    from instrument.link.events import Event, ScoreSource
+    from instrument.metrics import Reporter
+    from instrument.paths import PATCH_DIR
+
+    text = (PATCH_DIR / "keyboard.toml").read_text(encoding="utf-8")
+    runtime = ModelRuntime(path, threads=1)
+    frame_ms = runtime.info.frame_s * 1e3
+    rows: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in voices:
+            patch_path = Path(tmp) / f"keyboard-{n}.toml"
+            patch_path.write_text(text.replace("voices = 1 ", f"voices = {n} ", 1))
+            events = [Event(0.0, "/midi/note", (1, 48 + 5 * k, 100)) for k in range(n)]
+            loop = DecodeLoop(
+                runtime.fresh(), load_patch_for(patch_path, runtime), ScoreSource(events),
+                reporter=Reporter(stream=io.StringIO()),
+            )  # fmt: skip
+            with torch.no_grad():
+                for _ in range(50):
+                    loop.step()
+                times = np.empty(frames)
+                for i in range(frames):
+                    t0 = time.thread_time()
+                    loop.step()
+                    times[i] = time.thread_time() - t0
+            ms = times * 1e3
+            rows[str(n)] = {
+                "mean_ms": round(float(ms.mean()), 3),
+                "p99_ms": round(float(np.percentile(ms, 99)), 3),
+                "share_of_one_core": round(float(ms.mean()) / frame_ms, 3),
+            }
+    one, most = rows[str(voices[0])]["mean_ms"], rows[str(voices[-1])]["mean_ms"]
+    per_voice = (most - one) / max(voices[-1] - voices[0], 1)
+    return {
+        "frame_ms": round(frame_ms, 3),
+        "voices": rows,
+        "per_extra_voice_ms": round(per_voice, 3),
+        # Half a core for the decode loop leaves room for the OS, the control process and a
+        # busy neighbour (the README's loaded 2-core figures).
+        "voices_within_half_a_core": int(
+            max(1, 1 + (0.5 * frame_ms - one) // max(per_voice, 1e-6))
+        ),
+    }
+
+
 def reconstruction(path: Path, holdout: Path) -> dict[str, Any]:
     from models.evaluate import evaluate
 
@@ -149,6 +203,8 @@ def measure(path: Path, holdout: Path) -> dict[str, Any]:
     out["b_held_latent_buzz"] = buzz
     out["c_latent_jitter"] = pb.latent_jitter(pb.fresh(path), latent=latent or None)
     out["d_reconstruction"] = reconstruction(path, holdout)
+    if "pitch_dim" in latent:
+        out["f_voice_cost"] = voice_cost(path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -171,6 +227,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         "c_latent_std_max_timbre": c.get("max_std_timbre_dims"),
         "d_mss": result["d_reconstruction"].get("mss_model"),
         "e_x_real_time_1_thread": result["e_decode_speed_1_thread"]["x_real_time"],
+        "f_per_extra_voice_ms": result.get("f_voice_cost", {}).get("per_extra_voice_ms"),
     }
 
 
