@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 import tempfile
 import time
@@ -135,7 +136,7 @@ def voice_cost(
     with tempfile.TemporaryDirectory() as tmp:
         for n in voices:
             patch_path = Path(tmp) / f"keyboard-{n}.toml"
-            patch_path.write_text(text.replace("voices = 1 ", f"voices = {n} ", 1))
+            patch_path.write_text(re.sub(r"(?m)^voices = \d+", f"voices = {n}", text, count=1))
             events = [Event(0.0, "/midi/note", (1, 48 + 5 * k, 100)) for k in range(n)]
             loop = DecodeLoop(
                 runtime.fresh(), load_patch_for(patch_path, runtime), ScoreSource(events),

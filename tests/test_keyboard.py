@@ -8,6 +8,7 @@ the keyboard's or the engine's, not a trained model's.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ def test_pitch_bend_and_legato_glide(pitched_model: Path, one_torch_thread: None
 
 def _poly_patch(tmp_path: Path, voices: int) -> Path:
     text = (PATCHES / "keyboard.toml").read_text()
-    text = text.replace("voices = 1 ", f"voices = {voices} ", 1)
+    text = re.sub(r"(?m)^voices = \d+", f"voices = {voices}", text, count=1)
     path = tmp_path / f"keyboard-{voices}.toml"
     path.write_text(text)
     return path
