@@ -1,7 +1,7 @@
 """The keyboard patch end to end: MIDI notes in a score play in tune through the engine.
 
 The model is the scripted oscillator of ``tests.modelfixtures`` (its pitch is latent dim 0,
-``f0 = 220 * 2 ** (z0 / 2)``) with a card declaring exactly that, so every cent of error is
+``f0 = 220 * 2 ** (z0 / 2)``, its amplitude dim 1) with a card declaring exactly that, so every cent of error is
 the keyboard's or the engine's, not a trained model's.
 """
 
@@ -22,11 +22,16 @@ from instrument.metrics import Reporter
 from models.playability import estimate_f0
 
 PATCHES = Path(__file__).resolve().parent.parent / "patches"
+# Its amplitude is 0.25 * sigmoid(2 * z1 + 1): not in dB, but a note at full level (-12 dB)
+# gives z1 = 0 and the release floor (-72 dB) z1 = -10, silence.
 CARD = """
 [latent]
 pitch_dim = 0
 pitch_scale = 2.0
 pitch_ref_hz = 220.0
+loudness_dim = 1
+loudness_ref_db = -12.0
+loudness_db_per_unit = 6.0
 """
 
 
@@ -187,3 +192,17 @@ def test_sensor_pitch_patch_plays_in_the_scale(pitched_model: Path, one_torch_th
         assert round(midi) % 12 in major and 48 <= round(midi) <= 72, midi
         played.append(round(midi))
     assert played == sorted(played) and len(set(played)) == 3
+
+
+def test_sustain_pedal_from_a_score(pitched_model: Path, one_torch_thread: None) -> None:
+    events = [
+        Event(0.0, "/midi/cc", (1, 64, 127)),
+        Event(0.0, "/midi/note", (1, 60, 100)),
+        Event(0.1, "/midi/note", (1, 60, 0)),  # key up under the pedal: sounds on
+        Event(0.5, "/midi/cc", (1, 64, 0)),
+    ]
+    y, _ = play(pitched_model, "keyboard", events, 1.0)
+    sr = 48000
+    held = np.sqrt(np.mean(y[int(0.3 * sr) : int(0.5 * sr)] ** 2))
+    after = np.sqrt(np.mean(y[int(0.9 * sr) :] ** 2))
+    assert held > 0.05 and after < held / 30

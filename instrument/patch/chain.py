@@ -51,7 +51,7 @@ from mappings.sources import MidiSource, Source, VectorSource
 if TYPE_CHECKING:
     from instrument.patch.voice import VoicePart
 
-NOTE_ADDRESSES = ("/midi/note", "/midi/bend")
+NOTE_ADDRESSES = ("/midi/note", "/midi/bend", "/midi/cc")  # cc: the sustain pedal (64)
 
 LEARN = "/sillage/learn"
 SAVE_THREAD = "sillage-save-examples"

@@ -37,7 +37,6 @@ VOICE_KEYS = {
 PITCH_KEYS = {
     "input", "span", "notes", "scale", "root", "hysteresis_cents", "strength", "tuning_hz",
 }  # fmt: skip
-NOTE_ADDRESSES = ("/midi/note", "/midi/bend")
 
 
 @dataclass
