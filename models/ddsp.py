@@ -169,7 +169,7 @@ class HarmonicNoiseSynth(nn.Module):
     def forward(
         self, f0: torch.Tensor, amps: torch.Tensor, noise_mags: torch.Tensor, add_noise: bool
     ) -> torch.Tensor:
-        """Synthesise.
+        """Synthesise. Runs on the decode worker.
 
         Parameters
         ----------
@@ -470,7 +470,9 @@ class DDSP(nn.Module):
 
     # -- synthesis --------------------------------------------------------------------------
     def decode(self, z: torch.Tensor, add_noise: bool = True) -> torch.Tensor:
-        """Exposed latent (batch, latent_size, frames) → audio (batch, 1, frames * ratio)."""
+        """Exposed latent (batch, latent_size, frames) → audio (batch, 1, frames * ratio).
+
+        Runs on the decode worker (one frame per call when streaming)."""
         timbre = z[:, 2:]
         raw = torch.matmul(self.latent_rot.t(), timbre * self.latent_scale) + self.latent_mean
         return self.decode_raw(torch.cat([z[:, :2], raw], 1), add_noise)
