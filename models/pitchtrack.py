@@ -1,37 +1,44 @@
 """f0 labels for user audio at training time (audio that has no exact f0, unlike models.corpus).
 
 The tracker is **DIO + StoneMask** from pyworld (the WORLD vocoder's f0 estimator), chosen
-by ``benchmarks/bench_pitch_trackers.py`` against exact synthetic f0 (sines and band-limited
-sawtooths at MIDI 36-96, vibrato, an octave glide, a vowel, a missing fundamental, a sawtooth
-at 10 and 0 dB SNR, notes separated by silence, white and pink noise; 48 kHz, hop 256):
+with ``benchmarks/bench_pitch_trackers.py`` against exact synthetic f0 (sines and band-limited
+sawtooths at MIDI 36-96 detuned off the semitone grid, vibrato, an octave glide, a vowel, a
+missing fundamental, a sawtooth at 10 and 0 dB SNR, notes separated by silence, white and pink
+noise; 48 kHz, hop 256; one run on a 2-core Intel Xeon shared with a training job):
 
-=================  ==========  ===========  ===========  ========  ==========  =============
-tracker            median |c|  p95 |c|      gross >50 c  voicing   false       real time,
-                                                         recall    voicing     1 thread
-=================  ==========  ===========  ===========  ========  ==========  =============
-DIO + StoneMask    0.4         3            0.3 %        99.8 %    0 %         0.04-0.13
-librosa pYIN       1.3         18           3.7 %        79 %      0 %         1.0
-pyworld Harvest    1.3         2100         29 %         62 %      0 %         0.19
-torchcrepe tiny    7.9         71           7.4 %        93 %      0 %         0.56
-=================  ==========  ===========  ===========  ========  ==========  =============
+=================  ==========  =======  ===========  ========  =========  ===============
+tracker            median |c|  p95 |c|  gross >50 c  voicing   false      seconds per
+                                                     recall    voicing    audio second
+=================  ==========  =======  ===========  ========  =========  ===============
+DIO + StoneMask    0.44        3.8      0.25 %       99.8 %    0 %        0.05
+librosa pYIN       3.7         17       3.3 %        82 %      0 %        2.1
+pyworld Harvest    0.85        1961     27 %         67 %      5.9 %      0.51
+torchcrepe tiny    6.9         79       6.6 %        93 %      2.1 %      1.0
+torchcrepe full    5.2         74       6.6 %        93 %      1.0 %      20-28 (*)
+pesto-pitch 2.0.1  7.2         63       6.4 %        87 %      25 %       0.75
+=================  ==========  =======  ===========  ========  =========  ===============
 
-(Figures from ``benchmarks/results/pitch_trackers.json``, which also has torchcrepe full and
-the per-signal errors.) DIO + StoneMask is the most accurate and by far the fastest, so a
-user's folder of recordings is labelled in seconds on a laptop; it is C++ with numpy as its
-only dependency and no weights. pYIN is the runner-up (a real voicing probability, an HMM
-that resists octave jumps) but 25 times slower and quantised to 10-cent bins; Harvest breaks
-on pure tones above ~100 Hz with a ceiling of 2.1 kHz; torchcrepe and pesto-pitch import
-torchaudio, which has no wheel that loads against this project's torch.
+(*) run apart (``--only crepe_full``), niced, on a machine at load 10: the speed is only
+indicative. Timings vary with the load of the shared machine (pYIN measured 1.0 and 2.1 in
+two runs); the order does not. DIO + StoneMask is the most accurate and by far
+the fastest, so a folder of recordings is labelled in seconds on a laptop; it is C++ with
+numpy as its only dependency and needs no weights. pYIN is the runner-up on robustness (a
+real voicing probability, an HMM against octave jumps) but 40 times slower and quantised to
+10-cent bins; Harvest breaks on pure tones with a 2.1 kHz ceiling; torchcrepe and pesto
+are coarser here (CREPE's range ends below 2 kHz, pesto calls a quarter of the noise frames
+voiced) and both import torchaudio, which has no wheel that loads against this project's
+torch 2.13.
 
 What DIO does not give: a voicing *probability* (its voicing is 0/1, returned as such), and
-it has not been measured here on real recordings (reverb, breath, polyphony); pYIN would be
-the first thing to try if labels on such audio look wrong.
+it has not been measured here on real recordings (reverb, breath, several voices at once);
+pYIN is the first thing to try if labels on such audio look wrong.
 
 Frame convention (the same as ``models.corpus``'s exact labels): frame ``k`` stands for samples
 ``[k * hop, (k + 1) * hop)`` and is read at its last sample, ``(k + 1) * hop - 1`` (a causal
-model has heard the whole frame by then); ``n_frames = len(audio) // hop``. Unvoiced frames carry the pitch of their voiced neighbours
-(interpolated in log frequency, held at the ends), so a pitch latent trained on them stays
-continuous; the voiced probability says which frames to trust. A clip with no voiced frame at
+model has heard the whole frame by then); ``n_frames = len(audio) // hop``. Unvoiced frames
+carry the pitch of their voiced neighbours (interpolated in log frequency, held at the ends),
+so a pitch latent trained on them stays continuous; the voiced probability says which frames
+to trust. A clip with no voiced frame at
 all gets ``fill_hz`` everywhere (440 Hz: the pitch latent's reference) and probability 0.
 
 Training-time only: the tracker is imported inside :func:`label_f0`, so the inference code in
