@@ -218,9 +218,9 @@ def status_line(snap: EngineSnapshot) -> str:
 
 
 def run_offline(args: argparse.Namespace) -> int:
-    from instrument.engine.offline import render, write_wav
+    from instrument.engine.offline import RenderError, render, write_wav
     from instrument.link.events import read_score
-    from instrument.metrics import Reporter
+    from instrument.metrics import Metrics, Reporter
 
     if args.seconds is None or not args.seconds > 0:
         raise UserError("--offline needs --seconds S (a positive length)")
@@ -236,19 +236,30 @@ def run_offline(args: argparse.Namespace) -> int:
     if args.score:
         events = read_score(args.score)
     reporter = Reporter()
+    metrics = Metrics()
     sr = args.samplerate or runtime.info.samplerate
     t0 = time.perf_counter()
-    audio = render(
-        runtime,
-        patch,
-        events,
-        seconds=args.seconds,
-        samplerate=sr,
-        blocksize=args.blocksize,
-        seed=args.seed,
-        reporter=reporter,
-        latent_map=latent_map,
-    )
+    try:
+        audio = render(
+            runtime,
+            patch,
+            events,
+            seconds=args.seconds,
+            samplerate=sr,
+            blocksize=args.blocksize,
+            seed=args.seed,
+            reporter=reporter,
+            latent_map=latent_map,
+            metrics=metrics,
+        )
+    except RenderError as exc:
+        write_wav(out, exc.partial, sr)
+        print(
+            f"Sillage: {exc}; kept the {exc.partial.shape[0] / sr:.2f} s rendered before in {out}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     elapsed = time.perf_counter() - t0
     write_wav(out, audio, sr)
     import numpy as np
@@ -259,7 +270,22 @@ def run_offline(args: argparse.Namespace) -> int:
         f"RMS {20 * math.log10(rms + 1e-12):.1f} dBFS) in {elapsed:.2f} s "
         f"({args.seconds / max(elapsed, 1e-9):.0f}× real time); rejected events: {reporter.total}"
     )
+    if metrics.bad_frames:
+        print(
+            f"Sillage: {fault_summary(metrics.bad_frames, metrics.decode_errors, metrics.fallbacks)}"
+            " (replaced by silence in the file; the messages above say when and why)",
+            flush=True,
+        )
+        return 2
     return 0
+
+
+def fault_summary(bad_frames: int, decode_errors: int, fallbacks: int) -> str:
+    """``bad frames 3 (decode errors 1, fallbacks 0)``: what the live line and summaries show."""
+    return (
+        f"bad frames {bad_frames} (NaN/inf {bad_frames - decode_errors}, "
+        f"decode errors {decode_errors}, fallbacks {fallbacks})"
+    )
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -314,8 +340,9 @@ NO_OUTPUT_HINT = (
 )
 
 
-def _play(args: argparse.Namespace, engine: Any) -> None:
-    """Start, print the status, run until Ctrl-C, SIGTERM or --seconds."""
+def _play(args: argparse.Namespace, engine: Any) -> int:
+    """Start, print the status, run until Ctrl-C, SIGTERM or --seconds; the exit status (1
+    when the decode process died and could not come back)."""
     try:
         engine.start()
     except EngineError as exc:
@@ -345,7 +372,7 @@ def _play(args: argparse.Namespace, engine: Any) -> None:
             flush=True,
         )
         ui = None if args.no_ui else start_ui(args, engine)
-        while not stop["now"] and time.monotonic() < end:
+        while not stop["now"] and time.monotonic() < end and engine.failed is None:
             time.sleep(min(1.0, max(0.0, end - time.monotonic())))
             line = engine.status_line()
             print(("\r" + line + "   ") if tty else line, end="" if tty else "\n", flush=True)
@@ -359,29 +386,36 @@ def _play(args: argparse.Namespace, engine: Any) -> None:
             ui.terminate()
         p50, p99 = engine.decode_ms()
         med, jit = engine.latency_ms()
+        latency = f"{med:.1f}±{jit:.1f} ms" if math.isfinite(med) else "not measured"
         print(
             f"Sillage stopped: {engine.metrics.frames} frames, underruns {engine.metrics.underruns}, "
-            f"decode p50 {p50:.2f} ms p99 {p99:.2f} ms, latency {med:.1f}±{jit:.1f} ms, "
-            f"rejected {engine.rejected() or 0}" + (f", device {stats}" if stats else ""),
+            f"decode p50 {p50:.2f} ms p99 {p99:.2f} ms, latency {latency}, "
+            f"rejected {engine.rejected() or 0}"
+            + engine.fault_text().replace("  ", ", ")
+            + (f", device {stats}" if stats else ""),
             flush=True,
         )
+    if engine.failed is not None:
+        print(f"sillage: {engine.failed}", file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def run_realtime(args: argparse.Namespace, out: Path) -> int:
     from instrument.control.live import LiveEngine
 
     engine = LiveEngine(_spec(args, "clock", wav_out=out), _config(args))
-    _play(args, engine)
-    print(f"Sillage: wrote what was played to {out}", flush=True)
-    return 0
+    rc = _play(args, engine)
+    if out.exists():
+        print(f"Sillage: wrote what was played to {out}", flush=True)
+    return rc
 
 
 def run_live(args: argparse.Namespace) -> int:
     from instrument.control.live import LiveEngine
 
     engine = LiveEngine(_spec(args, "device"), _config(args))
-    _play(args, engine)
-    return 0
+    return _play(args, engine)
 
 
 def start_ui(args: argparse.Namespace, engine: Any) -> subprocess.Popen[bytes] | None:

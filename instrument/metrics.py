@@ -50,6 +50,12 @@ class Metrics:
         self.ring_capacity = 0
         self.rms_db = -120.0
         self.peak_db = -120.0
+        # faults (decode worker): a bad frame is NaN/inf out of the model or a raise in decode
+        self.bad_frames = 0
+        self.decode_errors = 0  # the raises among bad_frames
+        self.model_resets = 0  # fresh streaming state after bad frames
+        self.fallbacks = 0  # a model that stayed bad replaced by the previous one
+        self.over_budget = 0  # frames whose decode took longer than the frame lasts
 
     def decode_ms(self) -> tuple[float, float]:
         return self.decode_s.percentile(50) * 1e3, self.decode_s.percentile(99) * 1e3
@@ -76,6 +82,7 @@ class Reporter:
         sink: Callable[[str], None] | None = None,
     ) -> None:
         self.counts: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
         self.interval_s = interval_s
         self._last: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
@@ -88,19 +95,28 @@ class Reporter:
         ``interval_s`` ago (``always``: rare events that must never be hidden, e.g. a failed
         model load)."""
         self.counts[kind] += 1
+        self._emit(kind, f"sillage: rejected ({kind}): {message}", always)
+
+    def _emit(self, kind: str, text: str, always: bool) -> None:
         now = time.monotonic()
         if not always and now - self._last.get(kind, -1e9) < self.interval_s:
             self._suppressed[kind] += 1
             return
         more = self._suppressed.pop(kind, 0)
         self._last[kind] = now
-        text = f"sillage: rejected ({kind}): {message}"
         if more:
             text += f"  [+{more} more {kind} since last report]"
         self.unsent.append(text)
         print(text, file=self.stream or sys.stderr, flush=True)
         if self.sink is not None:
             self.sink(text)
+
+    def fault(self, kind: str, message: str, *, always: bool = False) -> None:
+        """Report a fault of the engine itself (a bad frame, a failed model): counted in
+        ``faults``, not with rejected input; printed and sent like a rejection, rate-limited
+        per kind the same way."""
+        self.faults[kind] += 1
+        self._emit(kind, f"sillage: {kind.replace('_', ' ')}: {message}", always)
 
     def take_unsent(self) -> list[str]:
         out = list(self.unsent)

@@ -328,7 +328,9 @@ ADDRESSES: tuple[Address, ...] = (
     Address(
         "/sillage/state/error",
         "s",
-        "The last rejected input, with what was expected (rate-limited).",
+        "The last rejected input, with what was expected, or an engine fault (a bad frame "
+        "from the model, a fallback, a dead decode process, a prebuffer raised for a big "
+        "model) with what was done and the fix (rate-limited per kind).",
         direction="out",
         group="state",
     ),

@@ -39,6 +39,9 @@ class OscModel(nn.Module):
 
     @torch.jit.export
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self._osc(z)
+
+    def _osc(self, z: torch.Tensor) -> torch.Tensor:
         pitch = z[:, 0].clamp(-6.0, 6.0)
         amp = 0.25 * torch.sigmoid(z[:, 1] * 2.0 + 1.0) if self.latent_size > 1 else 0.2 + 0 * pitch
         bright = torch.sigmoid(z[:, 2]) if self.latent_size > 2 else 0.5 + 0 * pitch
@@ -68,6 +71,35 @@ class OscModel(nn.Module):
         return self.decode(self.encode(x))
 
 
+class FaultModel(OscModel):
+    """An ``OscModel`` whose latent dimension 3 injects faults, as real models fail:
+
+    * ``0.5 < z3 < 1.5``: NaN out while it lasts (the state stays clean);
+    * ``z3 > 1.5``: NaN enters the streaming state (the phase): NaN for good, until a fresh
+      copy of the model (like a RAVE export whose convolution caches took a NaN);
+    * ``-1.5 < z3 < -0.5``: ``decode`` raises while it lasts;
+    * ``z3 < -1.5``: the model breaks: it raises on every call until a fresh copy.
+    """
+
+    def __init__(self, latent_size: int = 4, ratio: int = 64, sr: int = 48000, channels: int = 1):
+        super().__init__(latent_size, ratio, sr, channels)
+        self.register_buffer("broken", torch.zeros(1))
+
+    @torch.jit.export
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        poison = float(z[0, 3, -1])
+        if poison < -1.5:
+            self.broken[0] = 1.0
+        if poison < -0.5 or bool(self.broken[0] > 0.5):
+            raise RuntimeError("fault fixture: decode failed")
+        if poison > 1.5:
+            self.phase[0] = float("nan")
+        y = self._osc(z)
+        if poison > 0.5:
+            y = y * float("nan")
+        return y
+
+
 class NoDecode(nn.Module):
     """Wrong interface: a TorchScript module with only forward."""
 
@@ -88,6 +120,10 @@ def save(module: nn.Module, path: Path) -> Path:
 
 def osc_model(path: Path, **kwargs: int) -> Path:
     return save(OscModel(**kwargs), path)
+
+
+def fault_model(path: Path, **kwargs: int) -> Path:
+    return save(FaultModel(**kwargs), path)
 
 
 def wrong_interface_model(path: Path) -> Path:

@@ -15,12 +15,21 @@ once, forward), state sender, CLI.
 
 ``LiveEngine(..., in_process=True)`` runs the same worker on a thread instead (used by the
 benchmark as the comparison, and where processes are not wanted).
+
+The control side supervises the decode process. Its state pipe gives EOF the moment the
+process dies (``kill -9`` included), and the ~30 Hz state is a heartbeat: silence on it for
+``HEARTBEAT_S`` while the process lives is reported as a stall. A dead decode process is said
+loudly (the live line says so instead of freezing), and restarted with the model, patch,
+latent, gain and recording it had, up to ``MAX_RESTARTS`` times in ``RESTART_WINDOW_S``; if it
+cannot come back, :attr:`LiveEngine.failed` says why and the CLI exits non-zero.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing as mp
+import signal
 import sys
 import threading
 import time
@@ -32,6 +41,7 @@ from instrument.engine.worker import (  # noqa: F401  (re-exported: the CLI and 
     STATE_PERIOD_S,
     DecodeWorker,
     OutputSpec,
+    Resume,
     WorkerSpec,
     decode_process_main,
 )
@@ -49,6 +59,10 @@ from instrument.link.messages import (
 from instrument.link.pipe import EventSender, QueueSender, QueueSource
 from instrument.metrics import Metrics, Reporter
 from instrument.patch import Patch, PatchContext, load_patch
+
+HEARTBEAT_S = 0.5  # no state from a living decode process for this long: a stall, reported
+MAX_RESTARTS = 3  # restarts of a dead decode process allowed within RESTART_WINDOW_S
+RESTART_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,13 @@ class LiveEngine:
         self._stopped = threading.Event()
         self.queue: Any = None
         self.started_at = math.nan
+        # supervision of the decode process
+        self._stopping = False
+        self.down: str | None = None  # why the decode process is down now (None: it plays)
+        self.failed: str | None = None  # it died and could not come back: the CLI exits 1
+        self.restarts: list[float] = []  # when each restart succeeded (monotonic)
+        self.restart_s: list[float] = []  # how long each took, death to Ready
+        self._timeout_s = 120.0
 
     # --- start --------------------------------------------------------------------------
     def start(self, timeout_s: float = 120.0) -> LiveEngine:
@@ -154,42 +175,56 @@ class LiveEngine:
         self._validator = load_patch(patch, context=PatchContext(latent_size=latent, samplerate=sr))
 
     def _start_process(self, timeout_s: float) -> None:
-        ctx = mp.get_context("spawn")  # fork after torch/threads is unsafe
-        ev_recv, ev_send = ctx.Pipe(duplex=False)
-        st_recv, st_send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(
-            target=decode_process_main,
-            args=(self.spec, ev_recv, st_send),
-            name="sillage-decode",
-            daemon=True,
-        )
-        self._proc.start()
-        ev_recv.close()
-        st_send.close()
-        self._events_conn, self._state_conn = ev_send, st_recv
+        self._timeout_s = timeout_s
+        proc, ev_send, st_recv, ready = self._spawn(self.spec, timeout_s)
+        self._proc, self._events_conn, self._state_conn = proc, ev_send, st_recv
         self.queue = EventSender(ev_send, self._on_put)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if st_recv.poll(0.1):
-                try:
-                    msg = st_recv.recv()
-                except EOFError:
-                    raise EngineError("the decode process ended before it was ready") from None
-                if isinstance(msg, Ready):
-                    self._apply_snapshot(msg.snapshot)
-                    break
-                if isinstance(msg, Failed):
-                    self._proc.join(timeout=5)
-                    raise EngineError(msg.text)
-            elif not self._proc.is_alive():
-                raise EngineError(f"the decode process exited with code {self._proc.exitcode}")
-            if time.monotonic() > deadline:
-                self._proc.terminate()
-                raise EngineError(f"the decode process was not ready in {timeout_s:.0f} s")
+        self._apply_snapshot(ready.snapshot)
         self._receiver = threading.Thread(
             target=self._receive, name="sillage-state-in", daemon=True
         )
         self._receiver.start()
+
+    def _spawn(self, spec: WorkerSpec, timeout_s: float) -> tuple[Any, Any, Any, Ready]:
+        """Start a decode process and wait for its Ready; raise EngineError if it fails."""
+        ctx = mp.get_context("spawn")  # fork after torch/threads is unsafe
+        ev_recv, ev_send = ctx.Pipe(duplex=False)
+        st_recv, st_send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=decode_process_main,
+            args=(spec, ev_recv, st_send),
+            name="sillage-decode",
+            daemon=True,
+        )
+        proc.start()
+        ev_recv.close()
+        st_send.close()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                if st_recv.poll(0.1):
+                    try:
+                        msg = st_recv.recv()
+                    except EOFError:
+                        raise EngineError("the decode process ended before it was ready") from None
+                    if isinstance(msg, Ready):
+                        return proc, ev_send, st_recv, msg
+                    if isinstance(msg, Failed):
+                        proc.join(timeout=5)
+                        raise EngineError(msg.text)
+                    if isinstance(msg, Rejected):
+                        self.reporter.unsent.append(msg.text)
+                elif not proc.is_alive():
+                    raise EngineError(f"the decode process exited with code {proc.exitcode}")
+                if time.monotonic() > deadline:
+                    raise EngineError(f"the decode process was not ready in {timeout_s:.0f} s")
+        except BaseException:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(timeout=5)
+            ev_send.close()
+            st_recv.close()
+            raise
 
     def _start_thread(self) -> None:
         from instrument.engine.worker import build
@@ -266,12 +301,40 @@ class LiveEngine:
 
     # --- state from the decode side --------------------------------------------------------
     def _receive(self) -> None:
-        conn = self._state_conn
+        """State from the decode side; the supervisor: notices a dead or stalled process."""
+        while True:
+            lost = self._receive_until_lost()
+            if lost is None or self._stopping:
+                break
+            if not self._restart(lost):
+                break
+        self._stopped.set()
+
+    def _receive_until_lost(self) -> str | None:
+        """Apply state until the decode process stops (None) or is lost (why)."""
+        conn, proc = self._state_conn, self._proc
+        last = time.monotonic()
+        stalled = False
         while True:
             try:
-                msg = conn.recv()
+                ready = conn.poll(HEARTBEAT_S / 2)
+                msg = conn.recv() if ready else None
             except (EOFError, OSError):
-                break
+                return None if self._stopping else self._death_text(proc)
+            if msg is None:
+                if not proc.is_alive():
+                    return None if self._stopping else self._death_text(proc)
+                if not stalled and time.monotonic() - last > HEARTBEAT_S and not self._stopping:
+                    stalled = True
+                    self._shout(
+                        f"the decode process has sent nothing for {HEARTBEAT_S:.1f} s "
+                        "(stalled: the machine is overloaded or the model hangs)"
+                    )
+                continue
+            last = time.monotonic()
+            if stalled:
+                stalled = False
+                self._shout("the decode process answers again")
             if isinstance(msg, State):
                 self._apply_snapshot(msg.snapshot)
             elif isinstance(msg, Outbound):
@@ -281,10 +344,79 @@ class LiveEngine:
             elif isinstance(msg, Stopped):
                 self._apply_snapshot(msg.snapshot)
                 self.final = msg
-                break
+                if self._stopping:
+                    return None
+                return "the decode process stopped on its own"
             elif isinstance(msg, Failed):
                 print(f"sillage: decode process error: {msg.text}", file=sys.stderr, flush=True)
-        self._stopped.set()
+
+    @staticmethod
+    def _death_text(proc: Any) -> str:
+        proc.join(timeout=1)
+        code = proc.exitcode
+        if code is not None and code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit code {code}"
+        return f"the decode process died ({how})"
+
+    def _shout(self, text: str) -> None:
+        """A message that must be seen: stderr and /sillage/state/error."""
+        line = f"sillage: {text}"
+        print(line, file=sys.stderr, flush=True)
+        self.reporter.unsent.append(line)
+
+    def _restart(self, why: str) -> bool:
+        """Restart the dead decode process where it was; False when it cannot come back."""
+        died_at = time.monotonic()
+        snap = self.snap
+        spec = self.spec
+        if snap is not None:
+            spec = dataclasses.replace(
+                spec,
+                model=snap.model_path or spec.model,
+                patch=snap.patch_path or spec.patch,
+                resume=Resume(snap.target, snap.gain_db, snap.recording),
+            )
+        self.restarts = [t for t in self.restarts if died_at - t < RESTART_WINDOW_S]
+        name = snap.model.name if snap else spec.model
+        patch = snap.patch if snap else spec.patch
+        if len(self.restarts) >= MAX_RESTARTS:
+            self._give_up(
+                f"{why}, and it already restarted {len(self.restarts)} times in the last "
+                f"{RESTART_WINDOW_S:.0f} s"
+            )
+            return False
+        self.down = f"{why}: NO SOUND, restarting"
+        self._shout(f"{why.upper()}: NO SOUND. Restarting it with model {name}, patch {patch}")
+        try:
+            proc, ev_send, st_recv, ready = self._spawn(spec, self._timeout_s)
+        except EngineError as exc:
+            self._give_up(f"{why}, and the restart failed: {exc}")
+            return False
+        if self._stopping:
+            proc.terminate()
+            return False
+        old_events, old_state = self._events_conn, self._state_conn
+        self._proc, self._events_conn, self._state_conn = proc, ev_send, st_recv
+        self.queue.rebind(ev_send)
+        for conn in (old_events, old_state):
+            conn.close()
+        self._apply_snapshot(ready.snapshot)
+        took = time.monotonic() - died_at
+        self.restarts.append(time.monotonic())
+        self.restart_s.append(took)
+        self.down = None
+        self._shout(f"the decode process is back after {took:.1f} s (sound again)")
+        return True
+
+    def _give_up(self, text: str) -> None:
+        self.failed = f"{text}; see the messages above, fix the cause and start again"
+        self.down = self.failed
+        self._shout(self.failed)
 
     def _apply_snapshot(self, snap: EngineSnapshot) -> None:
         old = self.snap
@@ -365,15 +497,35 @@ class LiveEngine:
         return msgs
 
     def status_line(self) -> str:
+        if self.down is not None:
+            return f"DECODE PROCESS DOWN: {self.down}"
         p50, p99 = self.decode_ms()
         med, jit = self.latency_ms()
         lat = f"{med:.1f}±{jit:.1f} ms" if math.isfinite(med) else "n/a"
         m = self.metrics
-        return (
+        snap = self.snap
+        prebuffer = snap.prebuffer if snap and snap.prebuffer else self.spec.prebuffer
+        line = (
             f"underruns {m.underruns} (device {m.device_underflows})  decode p50 {p50:.2f} ms "
-            f"p99 {p99:.2f} ms  ring {m.ring_fill}/{self.spec.prebuffer}  latency {lat}  "
+            f"p99 {p99:.2f} ms  ring {m.ring_fill}/{prebuffer}  latency {lat}  "
             f"level {m.rms_db:.0f} dB  rejected {sum(self.rejected().values())}"
         )
+        return line + self.fault_text()
+
+    def fault_text(self) -> str:
+        """``  bad frames 3 (...)  over budget 2  restarts 1``, or "" when all is well."""
+        snap = self.snap
+        parts = []
+        if snap is not None and snap.bad_frames:
+            parts.append(
+                f"bad frames {snap.bad_frames} (NaN/inf {snap.bad_frames - snap.decode_errors}, "
+                f"decode errors {snap.decode_errors}, fallbacks {snap.fallbacks})"
+            )
+        if snap is not None and snap.over_budget:
+            parts.append(f"over budget {snap.over_budget}")
+        if self.restarts:
+            parts.append(f"decode process restarts {len(self.restarts)}")
+        return "".join(f"  {p}" for p in parts)
 
     # --- stop ---------------------------------------------------------------------------
     def stop(self, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -398,8 +550,9 @@ class LiveEngine:
 
                     write_wav(self.spec.wav_out, worker.output.audio(), worker.output.samplerate)
         elif self._proc is not None:
+            self._stopping = True
             self.queue.stop()
-            self._stopped.wait(timeout_s)
+            self._stopped.wait(timeout_s if self._proc.is_alive() else 2.0)
             self._proc.join(timeout=10)
             if self._proc.is_alive():
                 self._proc.terminate()

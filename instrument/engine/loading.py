@@ -31,6 +31,7 @@ class Swap:
     #: Streams for a polyphonic keyboard's voices 1..N-1, made here rather than on the
     #: decode worker (a TorchScript load takes longer than a frame).
     voice_runtimes: list[ModelRuntime] | None = None
+    reason: str = ""  # "" (asked for), "reset" (fresh state, same model), "fallback"
 
 
 class Mailbox(Generic[T]):

@@ -6,9 +6,17 @@ Per frame at audio time t (decode worker):
      ``patch``); then apply a model/patch load waiting in the one-slot mailbox;
   2. the controller gives the target latent; scale around the centre;
   3. the trajectory smooths, clamps and NaN-guards it;
-  4. the model decodes one frame; gain (ramped) and the safety limiter follow;
+  4. the model decodes one frame; the frame is checked (NaN, inf, an exception) *before* any
+     stateful DSP; DC blocker, gain (ramped) and the safety limiter follow;
   5. the frame (resampled to the device rate when needed) is returned to the driver, which
      writes it into the ring buffer (live) or the file (offline).
+
+A bad frame (NaN/inf out of the model, or ``decode`` raised) never silences the show: it is
+replaced by a short fade of the last good sample to silence, the filter states are reset, the
+model's streaming state is reset (a fresh copy made off the decode worker), and it is counted
+(``bad_frames``) and reported (``/sillage/state/error``, rate-limited). The first good frame
+after it fades in. A model that stays bad for ``FALLBACK_AFTER_S`` is replaced by the previous
+model (or the default model), and the report says so and names the fix.
 """
 
 from __future__ import annotations
@@ -16,12 +24,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from instrument.engine.loading import Mailbox, Swap, load_swap
-from instrument.engine.output_safety import DCBlocker, SafetyLimiter, db_to_gain
+from instrument.engine.loading import Mailbox, Swap, load_patch_for, load_swap
+from instrument.engine.output_safety import DCBlocker, SafetyLimiter, db_to_gain, finite
 from instrument.engine.resample import Resampler
 from instrument.engine.runtime import ModelRuntime
 from instrument.engine.trajectory import Trajectory
@@ -30,10 +39,18 @@ from instrument.link.events import Event
 from instrument.metrics import Metrics, Reporter
 from instrument.patch import Patch
 from instrument.patch.contract import ControlState, Outgoing
+from instrument.paths import DEFAULT_MODEL
 from instrument.protocol import INPUTS, PREFIX, accept
 
 PANIC_FADE_OUT_S = 0.05
 PANIC_FADE_IN_S = 0.3
+BAD_FADE_S = 0.003  # a bad frame: the last good sample fades to silence over this
+RECOVER_FADE_S = 0.01  # the first good frame after bad ones fades in over this
+FALLBACK_AFTER_S = 0.25  # bad frames in a row for this long: back to the previous model
+RESET_FIRST_S = 0.05  # a model still bad after a reset is reset again after this, doubling
+RESET_RETRY_S = 1.0  # ... up to this (a reset loads a fresh copy: not free for big models)
+
+RunOff = Callable[[str, Callable[[], Swap | None]], None]
 
 
 class EventSource(Protocol):
@@ -62,6 +79,17 @@ def _loud_point(latent_map: Any, latent_size: int, default: np.ndarray) -> np.nd
     return np.asarray(latent_map.latents[best], dtype=float)
 
 
+def _describe_exception(exc: BaseException) -> str:
+    """``RuntimeError: what it said``, also for TorchScript's ``torch.jit.Error``, whose text
+    is a TorchScript traceback ending in ``builtins.RuntimeError: what it said``."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    name, sep, rest = last.partition(": ")
+    if sep and name.startswith("builtins."):
+        return f"{name.removeprefix('builtins.')}: {rest}"
+    return f"{type(exc).__name__}: {last}" if last else type(exc).__name__
+
+
 class DecodeLoop:
     """Events → latent → audio, one model frame per :meth:`step`.
 
@@ -78,7 +106,13 @@ class DecodeLoop:
         the loading to a side thread that posts the result in :attr:`mailbox`; offline (None)
         the loop loads in line with :func:`~instrument.engine.loading.load_swap`, so renders
         stay deterministic.
+    run_off : callable, optional
+        ``run_off(label, job)`` runs ``job`` (which returns a :class:`Swap` or None) off the
+        decode worker and posts its result in :attr:`mailbox`; used to reset or replace a
+        model that gives bad frames. Offline (None) the job runs in line.
     """
+
+    _voice_rts: list[ModelRuntime]  # keyboard voices 1..n-1 (see _voice_streams)
 
     def __init__(
         self,
@@ -92,6 +126,7 @@ class DecodeLoop:
         metrics: Metrics | None = None,
         latent_map: LatentMapLike | None = None,
         request_load: Callable[[str, str], None] | None = None,
+        run_off: RunOff | None = None,
         on_tag: Callable[[float, str], None] | None = None,
         on_record: Callable[[bool], None] | None = None,
         on_applied: Callable[[float, list[Event]], None] | None = None,
@@ -101,6 +136,7 @@ class DecodeLoop:
         self.metrics = metrics or Metrics()
         self.latent_map = latent_map
         self.request_load = request_load
+        self.run_off = run_off
         self.mailbox: Mailbox[Swap] = Mailbox()
         self.on_tag = on_tag
         self.on_record = on_record
@@ -115,11 +151,27 @@ class DecodeLoop:
         self._fade_in_left = 0
         self._fade_in_total = 0
         self.last_arrival = math.nan
+        # fault isolation (see the module docstring)
+        self.bad_streak = 0  # bad frames in a row
+        self._reset_pending = False
+        self._fallback_pending = False
+        self._last_reset_t = -math.inf
+        self._reset_interval = 0.0
+        self._previous: ModelRuntime | None = None  # released: bytes only, fresh() on demand
+        self._xfade: tuple[ModelRuntime, DCBlocker, Resampler | None] | None = None
+        self._tail: np.ndarray | None = None  # last good sample per channel (after DC)
+        self._fade_in_recover = False  # start a ramp-in at the next good frame
+        self._ramp: tuple[int, int] | None = None  # (frames into the ramp-in, its frames)
         self._handlers = self._handler_map()
         self._install(runtime, patch)
         self.state.gain_db = float(patch.engine.get("gain_db", 0.0))
         self._gain = db_to_gain(self.state.gain_db)
         self._start_at(patch.engine.get("start"))
+
+    def set_gain_now(self, gain_db: float) -> None:
+        """Set the gain without a ramp (a restarted engine carries on at the same level)."""
+        self.state.gain_db = gain_db
+        self._gain = db_to_gain(gain_db)
 
     def _start_at(self, start: Any) -> None:
         """Where the instrument starts: the centre, a latent list, or ``"loud"`` (an audible
@@ -156,8 +208,11 @@ class DecodeLoop:
             self.state.scale, self.state.gain_db = old.scale, old.gain_db
             self.state.smoothing_ms = old.smoothing_ms
         self.limiter = getattr(self, "limiter", None) or SafetyLimiter(samplerate=self.samplerate)
-        if getattr(self, "dc_blocker", None) is None:
+        old_info = getattr(self, "_dc_for", None)
+        if old_info != (info.samplerate, info.channels):
+            # the filter's coefficient depends on the rate: a new model at another rate gets its own
             self.dc_blocker = DCBlocker(samplerate=info.samplerate, channels=info.channels)
+            self._dc_for = (info.samplerate, info.channels)
         self.resampler = (
             Resampler(info.samplerate, self.samplerate, info.channels)
             if info.samplerate != self.samplerate
@@ -186,16 +241,48 @@ class DecodeLoop:
 
     def swap(self, swap: Swap) -> None:
         """Apply a loaded model/patch at this frame boundary (decode worker)."""
+        if swap.reason == "reset":
+            self._reset_pending = False
+            rt = swap.runtime
+            if rt is not None and self.bad_streak and rt.path == self.runtime.path:
+                self.runtime = rt  # same model, fresh streaming state; nothing else changes
+                voices = swap.voice_runtimes or []
+                if len(voices) == len(self._voice_rts):
+                    self._voice_rts = voices  # the keyboard's voices start clean too
+                self.metrics.model_resets += 1
+            return  # else the model recovered (or was swapped) meanwhile: drop the copy
         if swap.latent_map is not None:
             self.latent_map = swap.latent_map
         if swap.runtime is not None:
-            old_runtime = self.runtime
+            old_runtime, old_dc, old_rs = self.runtime, self.dc_blocker, self.resampler
+            same = (old_runtime.info.samplerate, old_runtime.info.channels) == (
+                swap.runtime.info.samplerate,
+                swap.runtime.info.channels,
+            )
             self._install(swap.runtime, swap.patch or self.patch, swap.voice_runtimes)
-            self._crossfade_from = old_runtime
+            if swap.reason == "fallback":
+                self._fallback_pending = False
+                self._previous = None  # the broken one is not worth coming back to
+                old_runtime.release()
+                self._fade_in_recover = True
+                self.metrics.fallbacks += 1
+                return
+            if self._previous is not None:
+                self._previous.release()
+            self._previous = old_runtime
+            if self.bad_streak:
+                self._fade_in_recover = True  # the old model was silent: nothing to cross from
+                old_runtime.release()
+            else:
+                # same rate: the new model continues on the old DC state; the old one plays
+                # one more frame on a copy of it, through its own resampler, and is crossfaded
+                if same:
+                    self.dc_blocker = old_dc.copy()
+                else:
+                    self._fade_in_recover = True
+                self._xfade = (old_runtime, old_dc, old_rs)
         elif swap.patch is not None:
             self._apply_patch(swap.patch, swap.voice_runtimes)
-
-    _crossfade_from: ModelRuntime | None = None
 
     def _voice_streams(self, n: int, ready: list[ModelRuntime] | None) -> None:
         """Streams for keyboard voices 1..n-1 (voice 0 plays on :attr:`runtime`): the ones a
@@ -286,6 +373,8 @@ class DecodeLoop:
 
     def _on_panic(self, index: int | None, args: tuple[Any, ...]) -> None:
         self._panic = (0, max(1, round(PANIC_FADE_OUT_S / self.info.frame_s)))
+        if self.bad_streak:
+            self._last_reset_t = -math.inf  # panic resets a bad model now, not after a wait
 
     def _on_model(self, index: int | None, args: tuple[Any, ...]) -> None:
         self._load("model", args[0])
@@ -358,14 +447,33 @@ class DecodeLoop:
         gain_from, gain_to = self._panic_gains(gain_from, gain_to)
 
         t0 = time.perf_counter()
-        audio = self.runtime.decode_frame(z)
-        if self._voice_rts:
-            audio = self._mix_voices(audio)
-        if self._crossfade_from is not None:
-            audio = self._crossfade(audio, z.astype(np.float32)[:, None])
-        self.metrics.decode_s.add(time.perf_counter() - t0)
+        fault = ""
+        try:
+            audio = self.runtime.decode_frame(z)
+            if self._voice_rts:
+                audio = self._mix_voices(audio)
+            if not finite(audio):
+                fault = "nan"
+        except Exception as exc:  # one raise must not end the decode process
+            audio = None
+            fault = _describe_exception(exc)
+        decode_s = time.perf_counter() - t0
+        self.metrics.decode_s.add(decode_s)
+        if decode_s > self.info.frame_s:
+            self.metrics.over_budget += 1
 
-        frame = self.dc_blocker.process(audio.T)
+        if fault or audio is None:
+            frame = self._bad_frame(fault)
+        else:
+            if self.bad_streak:
+                self._recovered()
+            frame = self.dc_blocker.process(audio.T)
+            if self._fade_in_recover:
+                self._fade_in_recover = False
+                self._ramp = (0, max(1, round(RECOVER_FADE_S / self.info.frame_s)))
+            if self._ramp is not None:
+                self._ramp_in(frame)
+            self._tail = frame[-1].copy()
         n = frame.shape[0]
         if gain_from == gain_to:
             if gain_to != 1.0:
@@ -382,6 +490,8 @@ class DecodeLoop:
             frame = self.resampler(frame)
         if self.out_channels != frame.shape[1]:
             frame = self._match_channels(frame)
+        if self._xfade is not None:
+            frame = self._crossfade(frame, z, gain_to)
         self.outbox = self.controller.outbox()
         self.frame_index += 1
         self.metrics.frames += 1
@@ -419,6 +529,8 @@ class DecodeLoop:
                 st = self.state
                 st.target = st.centre.copy()
                 self.trajectory.jump(st.centre)
+                self.dc_blocker.reset()  # nothing is heard now: every filter starts clean
+                self.limiter.reset()
                 try:
                     self.controller.reset(st)
                 except Exception as exc:
@@ -437,21 +549,182 @@ class DecodeLoop:
             return g0, g1
         return gain_from, gain_to
 
-    def _crossfade(self, audio: np.ndarray, z32: np.ndarray) -> np.ndarray:
-        old = self._crossfade_from
-        self._crossfade_from = None
-        assert old is not None
-        if old.info.samplerate != self.info.samplerate or old.info.channels != self.info.channels:
-            return audio  # the gain fade-in below covers it
-        z_old = np.zeros((old.info.latent_size, 1), dtype=np.float32)
-        n = min(old.info.latent_size, z32.shape[0])
-        z_old[:n] = z32[:n]
-        prev = old.decode(z_old)
-        m = min(prev.shape[1], audio.shape[1])
-        w = np.linspace(0.0, 1.0, m, dtype=np.float32)
-        mixed = audio.copy()
-        mixed[:, :m] = prev[:, :m] * (1.0 - w) + audio[:, :m] * w
+    def _ramp_in(self, frame: np.ndarray) -> None:
+        """Fade in over ``RECOVER_FADE_S`` (several frames when they are short), in place."""
+        assert self._ramp is not None
+        k, total = self._ramp
+        frame *= np.linspace(k / total, (k + 1) / total, frame.shape[0], endpoint=False,
+                             dtype=np.float32)[:, None]  # fmt: skip
+        self._ramp = (k + 1, total) if k + 1 < total else None
+
+    def _crossfade(self, frame: np.ndarray, z: np.ndarray, gain: float) -> np.ndarray:
+        """Mix one last frame of the old model into the new one's first, at the output rate.
+
+        Both go through their own DC blocker and resampler, so models of different sample
+        rates (or channels) crossfade too. Then the old model is released (its module freed,
+        its bytes kept to fall back to). Decode worker.
+        """
+        assert self._xfade is not None
+        old, old_dc, old_rs = self._xfade
+        self._xfade = None
+        same_rate = old.info.samplerate == self.info.samplerate
+        try:
+            z_old = np.zeros(old.info.latent_size, dtype=np.float32)
+            k = min(old.info.latent_size, z.shape[0])
+            z_old[:k] = z[:k]
+            prev_audio = old.decode_frame(z_old)
+            if not finite(prev_audio):
+                return frame
+            prev = old_dc.process(prev_audio.T) * np.float32(gain)
+            ceiling = self.limiter.ceiling
+            np.clip(prev, -ceiling, ceiling, out=prev)
+            if old_rs is not None:
+                prev = old_rs(prev)
+            if prev.shape[1] != self.out_channels:
+                prev = self._match_channels(prev)
+        except Exception:
+            return frame  # the old model failing now must not cost the new one's frame
+        finally:
+            old.release()
+        if not same_rate:
+            # the new model's resampler starts empty (its first frames come out short) and
+            # its first frame ramps in (``_ramp``): the old frame fades out under it
+            n = max(prev.shape[0], frame.shape[0])
+            mixed = np.zeros((n, frame.shape[1]), dtype=np.float32)
+            mixed[: frame.shape[0]] = frame
+            mixed[: prev.shape[0]] += prev * np.linspace(1.0, 0.0, prev.shape[0],
+                                                         dtype=np.float32)[:, None]  # fmt: skip
+            return mixed
+        m = min(prev.shape[0], frame.shape[0])
+        if m == 0:
+            return frame
+        w = np.linspace(0.0, 1.0, m, dtype=np.float32)[:, None]
+        mixed = frame.copy()
+        mixed[:m] = prev[:m] * (1.0 - w) + frame[:m] * w
         return mixed
+
+    # --- faults ---------------------------------------------------------------------------
+    def _bad_frame(self, fault: str) -> np.ndarray:
+        """A frame to play instead of a bad one: the last good sample fading to silence.
+
+        Resets the filter states, asks for a fresh copy of the model (its streaming state may
+        hold NaN now), and after ``FALLBACK_AFTER_S`` of bad frames for the previous model.
+        Decode worker.
+        """
+        info = self.info
+        self.bad_streak += 1
+        m = self.metrics
+        m.bad_frames += 1
+        if fault != "nan":
+            m.decode_errors += 1
+        frame = np.zeros((info.ratio, info.channels), dtype=np.float32)
+        tail = self._tail
+        if tail is not None and tail.shape[0] == info.channels:
+            k = min(info.ratio, max(1, round(BAD_FADE_S * info.samplerate)))
+            frame[:k] = tail * np.linspace(1.0, 0.0, k, dtype=np.float32)[:, None]
+        self._tail = None
+        self.dc_blocker.reset()
+        self.limiter.reset()
+        self._fade_in_recover = True
+        what = "put out NaN/inf" if fault == "nan" else f"decode raised {fault}"
+        self.reporter.fault(
+            "bad_frame",
+            f"model {info.name}: {what} at {self.t:.2f} s; frame replaced by silence and the "
+            f"model's state reset ({m.bad_frames} bad frames so far)",
+        )
+        stays_bad = self.bad_streak * info.frame_s >= FALLBACK_AFTER_S
+        if stays_bad and not self._fallback_pending and self._fall_back(fault):
+            return frame
+        if not self._reset_pending and self.t - self._last_reset_t >= self._reset_interval:
+            self._reset_model()
+        return frame
+
+    def _recovered(self) -> None:
+        self.reporter.fault(
+            "recovered",
+            f"model {self.info.name} sounds again after {self.bad_streak} bad frame(s)",
+        )
+        self.bad_streak = 0
+        self._reset_interval = 0.0
+
+    def _reset_model(self) -> None:
+        """A fresh copy of the playing model (new streaming state), made off the worker."""
+        self._reset_pending = True
+        self._last_reset_t = self.t
+        self._reset_interval = min(RESET_RETRY_S, max(RESET_FIRST_S, 2 * self._reset_interval))
+        runtime, n_voices = self.runtime, len(self._voice_rts)
+
+        def job() -> Swap:
+            voices = [runtime.fresh() for _ in range(n_voices)]
+            return Swap(runtime=runtime.fresh(), voice_runtimes=voices, reason="reset")
+
+        self._off("reset", job)
+
+    def _fall_back(self, fault: str) -> bool:
+        """Replace a model that stays bad by the previous one (or the default); False when
+        there is none to go to."""
+        info = self.info
+        previous = self._previous
+        target: str | None = None
+        if previous is not None:
+            target = previous.info.name
+        elif DEFAULT_MODEL.is_file() and Path(info.path).resolve() != DEFAULT_MODEL.resolve():
+            target = f"the default model ({DEFAULT_MODEL.name})"
+        seconds = self.bad_streak * info.frame_s
+        fix = (
+            "check its decode for NaN/inf or exceptions (or export it again: "
+            "`python -m models.export`, `rave export --streaming`), then load it again with "
+            "/sillage/model PATH"
+        )
+        if target is None:
+            self.reporter.fault(
+                "model_failed",
+                f"model {info.name} gave only bad frames for {seconds:.2f} s (last: {fault}) and "
+                f"there is no previous model to fall back to: silence until it recovers; {fix} "
+                "or load another",
+            )
+            return False
+        self._fallback_pending = True
+        self.reporter.fault(
+            "model_failed",
+            f"model {info.name} gave only bad frames for {seconds:.2f} s (last: {fault}); "
+            f"falling back to {target}; {fix}",
+            always=True,
+        )
+        patch_path = self.patch.path or "default"
+
+        def job() -> Swap:
+            from instrument.engine.runtime import ModelRuntime
+
+            rt = previous.fresh() if previous is not None else ModelRuntime(DEFAULT_MODEL)
+            patch = load_patch_for(patch_path, rt)
+            voices = [rt.fresh() for _ in range(patch.controller.n_voices - 1)]
+            return Swap(runtime=rt, patch=patch, voice_runtimes=voices, reason="fallback")
+
+        self._off("fallback", job)
+        return True
+
+    def _off(self, label: str, job: Callable[[], Swap | None]) -> None:
+        if self.run_off is not None:
+            self.run_off(label, job)
+            return
+        try:  # offline: in line, so renders stay deterministic
+            swap = job()
+        except Exception as exc:
+            self.job_failed(label, exc)
+            return
+        if swap is not None:
+            self.swap(swap)
+
+    def job_failed(self, label: str, exc: BaseException) -> None:
+        """A reset or fallback job raised (called from its thread or in line)."""
+        if label == "reset":
+            self._reset_pending = False
+        elif label == "fallback":
+            self._fallback_pending = False
+        self.reporter.fault(
+            label, f"could not {label} the model: {type(exc).__name__}: {exc}", always=True
+        )
 
     def _match_channels(self, frame: np.ndarray) -> np.ndarray:
         if frame.shape[1] == 1:

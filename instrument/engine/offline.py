@@ -14,8 +14,9 @@ import numpy as np
 
 from instrument.engine.loop import DecodeLoop
 from instrument.engine.runtime import ModelRuntime
+from instrument.errors import SillageError
 from instrument.link.events import Event, ScoreSource
-from instrument.metrics import Reporter
+from instrument.metrics import Metrics, Reporter
 from instrument.patch import Patch
 
 
@@ -55,8 +56,15 @@ def render(
     seed: int = 0,
     reporter: Reporter | None = None,
     latent_map=None,
+    metrics: Metrics | None = None,
 ) -> np.ndarray:
-    """Render ``seconds`` of audio; return shape (n_samples, channels), float32."""
+    """Render ``seconds`` of audio; return shape (n_samples, channels), float32.
+
+    A bad frame from the model (NaN, inf, an exception in ``decode``) is handled as live:
+    replaced by silence, counted in ``metrics.bad_frames`` and reported; the render goes on.
+    Anything else that raises ends it with :class:`RenderError`, which carries what was
+    rendered so far.
+    """
     seed_everything(seed)
     rt = runtime.fresh()
     loop = DecodeLoop(
@@ -66,6 +74,7 @@ def render(
         samplerate=samplerate,
         reporter=reporter,
         latent_map=latent_map,
+        metrics=metrics,
     )
     import torch
 
@@ -74,14 +83,30 @@ def render(
     blocks: list[np.ndarray] = []
     n = 0
     with torch.no_grad():  # scoped: render() may run in a process that also trains
-        while n < total:
-            for block in writer.push(loop.step()):
-                blocks.append(block)
-                n += block.shape[0]
+        try:
+            while n < total:
+                for block in writer.push(loop.step()):
+                    blocks.append(block)
+                    n += block.shape[0]
+        except Exception as exc:
+            partial = np.concatenate(blocks) if blocks else np.zeros((0, loop.out_channels))
+            raise RenderError(
+                f"the render stopped at {loop.t:.2f} s of {seconds:g} s: "
+                f"{type(exc).__name__}: {exc}",
+                partial=partial.astype(np.float32),
+            ) from exc
     audio = (
         np.concatenate(blocks)[:total] if blocks else np.zeros((0, loop.out_channels), np.float32)
     )
     return audio
+
+
+class RenderError(SillageError):
+    """An offline render that could not finish; ``partial`` is the audio rendered before."""
+
+    def __init__(self, message: str, *, partial: np.ndarray) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 def write_wav(path: str | Path, audio: np.ndarray, samplerate: int) -> None:

@@ -1,7 +1,13 @@
-"""Output safety: a bad frame never blasts the speakers.
+"""Output safety: a bad frame never blasts the speakers, and never silences them for good.
 
-Per frame (decode worker): non-finite samples zero the frame (counted); a peak limiter with
-instant attack and smooth release keeps peaks under the ceiling; a final clip guarantees it.
+Per frame (decode worker), in this order:
+  1. :func:`finite` guards the model's output *before any stateful DSP*: a frame with NaN or
+     inf never reaches a filter state (the decode loop replaces it, counts and reports it);
+  2. the DC blocker (state kept across frames);
+  3. a peak limiter with instant attack and smooth release keeps peaks under the ceiling; a
+     final clip guarantees it.
+Both stateful stages also check their own state and reset it when it is not finite (huge but
+finite input can overflow it): a corrupted state lasts one frame, never the rest of the show.
 Gain changes ramp across the frame so gain moves do not click.
 """
 
@@ -14,6 +20,12 @@ import numpy as np
 
 def db_to_gain(db: float) -> float:
     return float(10.0 ** (db / 20.0))
+
+
+def finite(frame: np.ndarray) -> bool:
+    """True when every sample is finite. One reduction (NaN and inf survive a sum); a sum
+    that overflows float32 is a frame no speaker should get either. Decode worker."""
+    return bool(np.isfinite(frame.sum()))
 
 
 class DCBlocker:
@@ -34,11 +46,29 @@ class DCBlocker:
         self._lfilter = lfilter
 
     def process(self, frame: np.ndarray) -> np.ndarray:
-        """Filter a frame (n, channels) and return a new float32 array. Decode worker."""
+        """Filter a frame (n, channels) and return a new float32 array. Decode worker.
+
+        The caller guards the input (:func:`finite`); if the state still went non-finite
+        (overflow), it is reset here and the frame comes back silent.
+        """
         if self._zi.shape[1] != frame.shape[1]:
             self._zi = np.zeros((1, frame.shape[1]))
         y, self._zi = self._lfilter(self._b, self._a, frame, axis=0, zi=self._zi)
+        if not np.isfinite(self._zi.sum()):
+            self.reset()
+            return np.zeros(frame.shape, dtype=np.float32)
         return y.astype(np.float32)
+
+    def reset(self) -> None:
+        """Forget the filter state (after a bad frame, on panic)."""
+        self._zi = np.zeros_like(self._zi)
+
+    def copy(self) -> DCBlocker:
+        """The same filter with a copy of its state (a crossfade runs the old model on it)."""
+        other = object.__new__(DCBlocker)
+        other._b, other._a, other._lfilter = self._b, self._a, self._lfilter
+        other._zi = self._zi.copy()
+        return other
 
 
 class SafetyLimiter:
@@ -67,9 +97,13 @@ class SafetyLimiter:
             return frame
         peak = float(np.abs(frame).max())  # NaN and inf propagate through max: one pass
         if not math.isfinite(peak):
+            # last line of defence (the decode loop guards before the DC blocker): the gain
+            # state is left as it was, so a bad frame never sticks in the limiter
             self.bad_frames += 1
             frame[:] = 0.0
             return frame
+        if not math.isfinite(self.gain):
+            self.reset()
         needed = min(1.0, self.ceiling / peak) if peak > 0 else 1.0
         if needed < self.gain:
             new = needed  # instant attack: the whole frame at the safe gain
@@ -86,3 +120,7 @@ class SafetyLimiter:
         if peak * max(start, new) > self.ceiling:  # only float rounding can get here
             np.clip(frame, -self.ceiling, self.ceiling, out=frame)
         return frame
+
+    def reset(self) -> None:
+        """Gain back to 1 (after a bad frame, on panic)."""
+        self.gain = 1.0

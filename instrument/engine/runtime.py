@@ -214,6 +214,14 @@ class ModelRuntime:
         self._frame_in_t = torch.zeros(1, self.info.latent_size, 1)
         self._frame_in = self._frame_in_t.numpy()[0]
 
+    def release(self) -> None:
+        """Drop the loaded module (its memory) and keep the file's bytes, so :meth:`fresh`
+        can still bring the model back (the loop keeps the previous model this way, to fall
+        back to)."""
+        self.module = None
+        self._frame_in_t = None
+        self._frame_in = None
+
     def fresh(self) -> ModelRuntime:
         """Another runtime of the same model with its own streaming state (no disk read)."""
         other = object.__new__(ModelRuntime)

@@ -111,6 +111,16 @@ class WorkerSpec:
     record_dir: str | None = RECORD_DIR
     nice: int = -10
     extra: dict[str, Any] = field(default_factory=dict)
+    resume: Resume | None = None  # set when the control side restarts a dead decode process
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a restarted decode process carries on: the latent target, the gain, recording."""
+
+    target: tuple[float, ...]
+    gain_db: float
+    recording: bool = False
 
 
 def _raise_priority(nice: int) -> None:
@@ -145,6 +155,7 @@ class DecodeWorker:
         from instrument.engine.recorder import SessionRecorder
 
         self.output = output
+        self.requested_prebuffer = prebuffer
         self.prebuffer = prebuffer
         self.metrics = Metrics()
         self.reporter = reporter or Reporter()
@@ -159,6 +170,7 @@ class DecodeWorker:
             metrics=self.metrics,
             latent_map=latent_map,
             request_load=self._request_load,
+            run_off=self._run_off,
         )
         self.metrics.ring_capacity = output.capacity
         self.recorder = (
@@ -171,6 +183,8 @@ class DecodeWorker:
         if self.recorder is not None:
             self.loop.on_applied = self.recorder.events
         self.stop_flag = threading.Event()
+        self._fitted_for: Any = None
+        self._fit_prebuffer()
         self._level_sq = 0.0
         self._level_n = 0
         self._level_peak = 0.0
@@ -188,6 +202,44 @@ class DecodeWorker:
         elif not on:
             self.recorder.stop()
 
+    def _fit_prebuffer(self) -> None:
+        """A model frame larger than the prebuffer underruns by construction (the ring runs
+        dry while the next frame decodes): raise the ring target to two frames, say so and
+        name the option. Called at start and after each model swap (decode worker)."""
+        info = self.loop.info
+        self._fitted_for = info
+        frame_out = -(-info.ratio * self.output.samplerate // info.samplerate)
+        want = max(self.requested_prebuffer, 2 * frame_out)
+        # writing needs room for two frames above the target (see run())
+        room = self.output.capacity - 2 * frame_out
+        new = max(self.requested_prebuffer, min(want, room))
+        if new != self.prebuffer or frame_out > self.requested_prebuffer:
+            sr = self.output.samplerate
+            ms = 1e3 * new / sr
+            if new >= want:
+                what = f"the prebuffer is {new} frames ({ms:.0f} ms) while this model plays"
+            else:
+                what = f"the ring only holds a prebuffer of {new} frames ({ms:.0f} ms): expect underruns"
+            self.reporter.fault(
+                "prebuffer",
+                f"model {info.name}: one frame is {frame_out} samples at {sr} Hz, more than "
+                f"--prebuffer {self.requested_prebuffer}; {what}. Start with --prebuffer "
+                f"{2 * frame_out} to choose it yourself (or use a model with a smaller ratio)",
+                always=True,
+            )
+        self.prebuffer = new
+
+    def resume(self, resume: Resume) -> None:
+        """Carry on where a dead decode process was (before prefill)."""
+        st = self.loop.state
+        n = min(len(resume.target), st.latent_size)
+        st.target[:n] = resume.target[:n]
+        self.loop.trajectory.jump(st.target)
+        st.gain_db = resume.gain_db
+        self.loop.set_gain_now(resume.gain_db)
+        if resume.recording:
+            self._record(True)
+
     def prefill(self) -> None:
         import torch
 
@@ -200,10 +252,12 @@ class DecodeWorker:
         ModelRuntime.prepare_thread()
         out = self.output
         sr = out.samplerate
-        target = self.prebuffer
         metrics = self.metrics
         next_tick = time.perf_counter()
         while not self.stop_flag.is_set():
+            if self.loop.info is not self._fitted_for:
+                self._fit_prebuffer()  # a model swap: its frame may be bigger
+            target = self.prebuffer
             out.poll(target)
             metrics.underruns = out.underruns
             metrics.device_underflows = out.device_underflows
@@ -248,6 +302,20 @@ class DecodeWorker:
         threading.Thread(
             target=self._load, args=(kind, arg), name=f"sillage-load-{kind}", daemon=True
         ).start()
+
+    def _run_off(self, label: str, job: Callable[[], Any]) -> None:
+        """Run a reset/fallback job of the loop on a side thread; post what it built."""
+
+        def target() -> None:
+            try:
+                swap = job()
+            except Exception as exc:
+                self.loop.job_failed(label, exc)
+                return
+            if swap is not None:
+                self.loop.mailbox.post(swap)
+
+        threading.Thread(target=target, name=f"sillage-{label}", daemon=True).start()
 
     def _load(self, kind: str, arg: str) -> None:
         try:
@@ -316,6 +384,16 @@ class DecodeWorker:
             ring_fill=m.ring_fill,
             rejected=dict(self.reporter.counts),
             terms=self.latency_terms_ms(),
+            bad_frames=m.bad_frames,
+            decode_errors=m.decode_errors,
+            model_resets=m.model_resets,
+            fallbacks=m.fallbacks,
+            over_budget=m.over_budget,
+            prebuffer=self.prebuffer,
+            model_path=i.path,
+            recording=self.recorder is not None and self.recorder.recording,
+            target=tuple(float(v) for v in self.loop.state.target),
+            gain_db=float(self.loop.state.gain_db),
             first_sound_at=self.first_sound_at,
             latency_values_ms=(m.latency_s.values() * 1e3).tolist() if final else None,
         )
@@ -382,6 +460,8 @@ def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> 
             send_out=send_out,
             record_dir=spec.record_dir,
         )
+        if spec.resume is not None:
+            worker.resume(spec.resume)
         worker.prefill()
         output.start()
     except Exception as exc:

@@ -63,6 +63,18 @@ class EngineSnapshot:
     terms: dict[str, float]
     first_sound_at: float = math.nan
     latency_values_ms: list[float] | None = None  # every measurement, in the final snapshot
+    # faults of the decode side (see instrument.engine.loop): frames replaced by silence
+    bad_frames: int = 0
+    decode_errors: int = 0
+    model_resets: int = 0
+    fallbacks: int = 0
+    over_budget: int = 0  # frames whose decode took longer than the frame lasts
+    prebuffer: int = 0  # the ring target in use (raised for models whose frame is bigger)
+    # what a restarted decode process needs to carry on where this one was
+    model_path: str | None = None
+    recording: bool = False
+    target: tuple[float, ...] = ()
+    gain_db: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,12 @@ class EventSender:
         with self._lock, contextlib.suppress(*_PIPE_ERRORS):
             self.conn.send(Stop())
 
+    def rebind(self, conn: Any) -> None:
+        """Send to a new decode process from now on (after a restart); the OSC inputs keep
+        this sender."""
+        with self._lock:
+            self.conn = conn
+
 
 class PipeSource:
     """Decode end: the events that arrived since the last frame."""

@@ -3175,16 +3175,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/error s: The last rejected input, with what was expected (rate-limited).",
+          "text": "state/error s: The last rejected input, with what was expected, or an engine fault (a bad frame from the model, a fallback, a dead decode process, a prebuffer raised for a big model) with what was done and the fix (rate-limited per kind).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             1415,
             1630.0,
             320,
-            34.0
+            76.0
           ],
-          "linecount": 2,
+          "linecount": 5,
           "id": "obj-170"
         }
       },
@@ -3199,7 +3199,7 @@
           ],
           "patching_rect": [
             1415,
-            1668.0,
+            1710.0,
             91.0,
             22.0
           ],
@@ -3217,7 +3217,7 @@
           ],
           "patching_rect": [
             1415,
-            1704.0,
+            1746.0,
             310,
             22.0
           ],
@@ -3233,7 +3233,7 @@
           "outlettype": [],
           "patching_rect": [
             1415,
-            1742.0,
+            1784.0,
             168.0,
             22.0
           ],
