@@ -206,3 +206,25 @@ def test_sustain_pedal_from_a_score(pitched_model: Path, one_torch_thread: None)
     held = np.sqrt(np.mean(y[int(0.3 * sr) : int(0.5 * sr)] ** 2))
     after = np.sqrt(np.mean(y[int(0.9 * sr) :] ** 2))
     assert held > 0.05 and after < held / 30
+
+
+def test_sensor_pitch_falls_back_to_a_plain_dimension_without_pitch() -> None:
+    """hands on a model with no pitch dimension: the right hand's x moves dim 0 (× 2) instead."""
+    from instrument.patch import PatchContext, load_patch
+    from instrument.patch.contract import ControlState
+
+    pitched = PatchContext(4, 48000, latent={"pitch_dim": 0, "pitch_scale": 1.0})
+    plain = PatchContext(4, 48000)
+    assert load_patch("hands", context=pitched).controller.notice == ""
+    controller = load_patch("hands", context=plain).controller
+    assert "fallback_dim" in controller.notice
+    from tests.test_mappings_hands import synthetic_hand
+
+    state = ControlState(4)
+    assert controller.target(0.0, state)[0] == pytest.approx(0.0)
+    assert controller.voice.timbre[-1] == ("hands.right.x", 0, 2.0)
+    for k in range(60):  # the hand held to the right for 2 s (30 fps)
+        hand = tuple(synthetic_hand(0.9, 0.5, pinch=0.0).ravel().tolist())
+        args = controller.validate("/hand/right", hand)
+        controller.on_event(Event(k / 30, "/hand/right", args), state)
+    assert controller.target(2.0, state)[0] > 1.0  # x moved dim 0, as before [pitch]

@@ -17,7 +17,11 @@ order: the first listed the first timbre dimension, and so on.
 ``[pitch]`` (see ``mappings.pitch.SensorPitch``)::
 
     input = "<signal>", span = [lo, hi], notes = [low, high], scale, root,
-    hysteresis_cents, strength, tuning_hz
+    hysteresis_cents, strength, tuning_hz, fallback_dim, fallback_gain
+
+On a model without a pitch dimension, ``fallback_dim`` (optional) gives the ``[pitch]`` input
+a plain latent dimension to move instead (its conditioned value times ``fallback_gain``, 1 by
+default), so a sensor patch keeps all its controls on a RAVE export.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ VOICE_KEYS = {
 }  # fmt: skip
 PITCH_KEYS = {
     "input", "span", "notes", "scale", "root", "hysteresis_cents", "strength", "tuning_hz",
+    "fallback_dim", "fallback_gain",
 }  # fmt: skip
 
 
@@ -47,7 +52,8 @@ class VoicePart:
     ----------
     voices : PlayedVoices or None
         The keyboard (``[voice]``).
-    timbre : list of (signal name, latent dimension)
+    timbre : list of (signal name, latent dimension, gain)
+        Offsets added to the latent: the keyboard's timbre controls, a ``[pitch]`` fallback.
     pitch : (signal name, SensorPitch, VoiceLatent) or None
         The sensor pitch (``[pitch]``).
     notice : str
@@ -55,7 +61,7 @@ class VoicePart:
     """
 
     voices: PlayedVoices | None = None
-    timbre: list[tuple[str, int]] = field(default_factory=list)
+    timbre: list[tuple[str, int, float]] = field(default_factory=list)
     pitch: tuple[str, SensorPitch, VoiceLatent] | None = None
     notice: str = ""
     _rows: np.ndarray | None = None
@@ -70,7 +76,7 @@ class VoicePart:
         return self.voices.keyboard.params.voices
 
     def signal_names(self) -> list[str]:
-        names = [n for n, _ in self.timbre]
+        names = [n for n, _, _ in self.timbre]
         if self.pitch is not None:
             names.append(self.pitch[0])
         return names
@@ -85,8 +91,8 @@ class VoicePart:
         """The target with timbre offsets, sensor pitch and voices applied, shape
         (latent_size,): voice 0's row when there is a keyboard. ``value(name)`` reads a
         conditioned signal. Runs on the decode worker."""
-        for name, dim in self.timbre:
-            z[dim] += value(name)
+        for name, dim, gain in self.timbre:
+            z[dim] += gain * value(name)
         if self.pitch is not None:
             name, sensor, latent = self.pitch
             latent.write(z, sensor(value(name)), 1.0)
@@ -173,7 +179,8 @@ def build_voice_part(
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ValueError(f"[voice] timbre must be a list of signal names, got {names!r}")
         dims = timbre_dims(latent, latent_size)
-        part.timbre = list(zip(names, dims, strict=False))  # extra controls: no dimension left
+        # Controls past the last timbre dimension have nothing to move.
+        part.timbre = [(n, d, 1.0) for n, d in zip(names, dims, strict=False)]
         if not playable:
             part.notice = (
                 "this model's card declares no pitch dimension ([latent] pitch_dim): the "
@@ -193,8 +200,20 @@ def build_voice_part(
         vl = VoiceLatent(latent, tuning_hz=_number(pt, "tuning_hz", "[pitch]", 440.0))
         # Only the pitch dimension: the sensor does not set loudness.
         vl.loudness_dim = None
+        fallback = pt.get("fallback_dim")
+        if fallback is not None and (
+            isinstance(fallback, bool) or not isinstance(fallback, int) or fallback < 0
+        ):
+            raise ValueError(f"[pitch] fallback_dim must be a latent dimension, got {fallback!r}")
         if playable:
             part.pitch = (name, sensor, vl)
+        elif fallback is not None and fallback < latent_size:
+            gain = _number(pt, "fallback_gain", "[pitch]", 1.0)
+            part.timbre.append((name, fallback, gain))
+            part.notice = part.notice or (
+                "this model's card declares no pitch dimension ([latent] pitch_dim): "
+                f"[pitch] {name} moves latent dimension {fallback} instead (fallback_dim)"
+            )
         else:
             part.notice = part.notice or (
                 "this model's card declares no pitch dimension ([latent] pitch_dim): [pitch] "
