@@ -228,3 +228,18 @@ def test_sensor_pitch_falls_back_to_a_plain_dimension_without_pitch() -> None:
         args = controller.validate("/hand/right", hand)
         controller.on_event(Event(k / 30, "/hand/right", args), state)
     assert controller.target(2.0, state)[0] > 1.0  # x moved dim 0, as before [pitch]
+
+
+def test_scale_leaves_pitch_in_tune_and_polyphony_needs_pitch(
+    pitched_model: Path, tmp_path: Path, one_torch_thread: None
+) -> None:
+    from instrument.patch import PatchContext, load_patch
+
+    events = [Event(0.0, "/sillage/scale", (2.0,)), Event(0.0, "/midi/note", (1, 64, 100))]
+    y, _ = play(pitched_model, "keyboard", events, 0.4)
+    f0, _ = estimate_f0(y[int(0.2 * 48000) :], 48000, fmin=200, fmax=600)
+    assert abs(cents(f0, 64)) < 2.0  # /sillage/scale does not detune
+    poly = _poly_patch(tmp_path, 4)
+    pitched = PatchContext(4, 48000, latent={"pitch_dim": 0, "pitch_scale": 1.0})
+    assert load_patch(poly, context=pitched).controller.n_voices == 4
+    assert load_patch(poly, context=PatchContext(4, 48000)).controller.n_voices == 1
