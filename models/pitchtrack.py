@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import sys
 import types
+import warnings
 from typing import Any
 
 import numpy as np
@@ -150,7 +151,9 @@ def _import_pyworld() -> Any:
     """Import pyworld, which reads its version with ``pkg_resources`` (pyworld 0.3.5);
     setuptools 81 and later no longer ship that module, so a minimal one stands in."""
     try:
-        import pkg_resources  # noqa: F401
+        with warnings.catch_warnings():  # setuptools 67-80 warn that pkg_resources is deprecated
+            warnings.simplefilter("ignore")
+            import pkg_resources  # noqa: F401
     except ImportError:
         from importlib.metadata import version
 
