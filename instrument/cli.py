@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="output device: number or name substring (device or host API, e.g. 'JACK Audio')",
     )
     p.add_argument(
+        "-i",
+        "--input",
+        metavar="DEVICE[:CHANNELS]",
+        help="listen to this input device (number or name substring; CHANNELS default 1): "
+        "the model encodes it and the patch's [listen] table mixes it in (patches/listen.toml)",
+    )
+    p.add_argument(
         "-r",
         "--samplerate",
         type=_positive_int,
@@ -126,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--score",
         help='JSON Lines score: {"t": 0.25, "address": "/sillage/latent/0", "args": [1.5]} per line',
+    )
+    g.add_argument(
+        "--input-file",
+        metavar="IN.wav",
+        help="listen to this audio file (with --offline; --seconds defaults to its length)",
     )
     g.add_argument(
         "--seed", type=int, default=0, help="random seed (same inputs and seed → identical file)"
@@ -217,11 +229,25 @@ def status_line(snap: EngineSnapshot) -> str:
     )
 
 
+def _file_seconds(path: str) -> float:
+    import soundfile
+
+    try:
+        info = soundfile.info(path)
+    except (RuntimeError, OSError) as exc:
+        raise UserError(
+            f"cannot read --input-file {path!r} ({exc}); give a WAV/FLAC/AIFF file"
+        ) from None
+    return float(info.frames) / float(info.samplerate)
+
+
 def run_offline(args: argparse.Namespace) -> int:
     from instrument.engine.offline import RenderError, render, write_wav
     from instrument.link.events import read_score
     from instrument.metrics import Metrics, Reporter
 
+    if args.input_file and args.seconds is None and not args.realtime:
+        args.seconds = _file_seconds(args.input_file)
     if args.seconds is None or not args.seconds > 0:
         raise UserError("--offline needs --seconds S (a positive length)")
     if args.blocksize < 1:
@@ -251,6 +277,7 @@ def run_offline(args: argparse.Namespace) -> int:
             reporter=reporter,
             latent_map=latent_map,
             metrics=metrics,
+            input_file=args.input_file,
         )
     except RenderError as exc:
         write_wav(out, exc.partial, sr)
@@ -456,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.realtime:
             raise UserError(
                 "--realtime goes with --offline OUT.wav (a headless live run written to a file)"
+            )
+        if args.input_file:
+            raise UserError(
+                "--input-file goes with --offline OUT.wav; to listen live use --input DEVICE "
+                "(`-l` lists devices)"
             )
         return run_live(args)
     except UserError as exc:

@@ -58,3 +58,8 @@ class OutputError(SillageError, RuntimeError):
 
 class EngineError(SillageError, RuntimeError):
     """The decode process could not start; the message says why and what to do."""
+
+
+class AudioInputError(SillageError, RuntimeError):
+    """The audio input (``--input``, ``--input-file``) cannot be opened or read. Live, the
+    instrument says so and plays on without it."""

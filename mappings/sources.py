@@ -13,6 +13,9 @@ IMU formats     ``<name>.<sensor id>.<feature>`` (features: mappings.gesture)
                 ``.pressure`` (0..1, bend -1..1)
 ``wekinator``   ``<name>.<k>`` for each number of ``/wek/inputs``
 ``osc``         ``<name>.<k>`` for each number of a declared address
+``audio``       ``<name>.loudness`` (dBFS), ``.centroid`` (Hz), ``.pitch`` (Hz),
+                ``.voiced``, ``.onset`` (0/1), ``.flux``: descriptors of the
+                instrument's audio input (mappings.descriptors), once per frame
 ==============  ================================================================
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from mappings.descriptors import DESCRIPTOR_NAMES
 from mappings.errors import InputError, floats
 from mappings.gesture import MotionFeatures, MotionParams
 from mappings.hands import (
@@ -34,6 +38,10 @@ from mappings.hands import (
 from mappings.imu import Format, get_format
 
 Signals = dict[str, float]
+
+#: The engine delivers the input's descriptors to the patch once per frame as this message
+#: (arguments in ``DESCRIPTOR_NAMES`` order); another analyser may send it over OSC too.
+AUDIO_ADDRESS = "/audio/descriptors"
 
 
 class Source:
@@ -250,6 +258,27 @@ class VectorSource(Source):
         return {f"{self.name}.{k}": float(x) for k, x in enumerate(v)}
 
 
+class AudioSource(Source):
+    """The instrument's audio input, as descriptors (``--input`` / ``--input-file``)."""
+
+    kind = "audio"
+
+    def __init__(self, name: str = "mic") -> None:
+        super().__init__(name, None)
+
+    def owns(self, address: str) -> bool:
+        return address == AUDIO_ADDRESS
+
+    def check(self, address: str, args: Sequence[Any]) -> tuple[Any, ...]:
+        n = len(DESCRIPTOR_NAMES)
+        v = floats(address, args, n=n, expected=f"{n} numbers ({', '.join(DESCRIPTOR_NAMES)})")
+        return tuple(float(x) for x in v)
+
+    def signals(self, t: float, address: str, args: Sequence[Any]) -> Signals:
+        p = self.name + "."
+        return {p + k: float(v) for k, v in zip(DESCRIPTOR_NAMES, args, strict=False)}
+
+
 def signal_names(source: Source, ids: Sequence[str] = ()) -> list[str]:
     """The signal names a source can produce (for docs and patch checking; IMU needs ids)."""
     from mappings.gesture import FEATURES
@@ -258,4 +287,6 @@ def signal_names(source: Source, ids: Sequence[str] = ()) -> list[str]:
         return [f"{source.name}.{i}.{f}" for i in (ids or source.ids or ("0",)) for f in FEATURES]
     if isinstance(source, HandsSource):
         return [f"{source.name}.{s}.{f}" for s in ("left", "right") for f in HAND_FEATURES]
+    if isinstance(source, AudioSource):
+        return [f"{source.name}.{k}" for k in DESCRIPTOR_NAMES]
     return []

@@ -127,7 +127,7 @@ def test_every_shipped_patch_plays_a_gesture(name: str, latent_size: int) -> Non
     assert targets.shape[1] == latent_size
     assert np.all(np.isfinite(targets))
     assert np.abs(targets).max() < 8.0
-    if name != "default":
+    if name not in ("default", "listen"):  # direct control (listen: the input moves it)
         assert np.ptp(targets, axis=0).max() > 0.05, "the gesture should move the latent"
 
 

@@ -234,11 +234,12 @@ def _max_input_block(
         y = col.take(125 + 24 * rows)
         step = min(34.0, (col.width - 10) / max(1, latent_count))
         shared_set = None
+        stem = _base(a).removeprefix("/sillage/").replace("/", "_")  # latent0, listen_mix0, ...
         for i in range(latent_count):
             sx = x + i * step
             s = p.ui(
                 "slider", sx, y, 20.0, 110.0,
-                floatoutput=1, min=lo, size=hi - lo, varname=f"latent{i}",
+                floatoutput=1, min=lo, size=hi - lo, varname=f"{stem}{i}",
             )  # fmt: skip
             if a.default is not None:
                 if shared_set is None:

@@ -24,6 +24,7 @@ PD_CONTROL = Path("patches/pd/sillage-control.pd")
 
 GROUP_TITLES = {
     "play": "Play",
+    "listen": "Listen (the audio input: --input, --input-file)",
     "session": "Session",
     "learn": "Learn (regression by demonstration, MIDI learn)",
     "labels": "Labels (shared with the UI)",

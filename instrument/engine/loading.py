@@ -32,6 +32,8 @@ class Swap:
     #: decode worker (a TorchScript load takes longer than a frame).
     voice_runtimes: list[ModelRuntime] | None = None
     reason: str = ""  # "" (asked for), "reset" (fresh state, same model), "fallback"
+    #: the listener's copy of ``runtime`` when the engine listens (None: decoder-only model)
+    encoder: ModelRuntime | None = None
 
 
 class Mailbox(Generic[T]):
@@ -98,10 +100,13 @@ def load_patch_for(name: str | Path, runtime: ModelRuntime) -> Patch:
     return load_patch(name, context=make_context(runtime))
 
 
-def load_swap(kind: str, arg: str, *, runtime: ModelRuntime, patch: Patch) -> Swap:
+def load_swap(
+    kind: str, arg: str, *, runtime: ModelRuntime, patch: Patch, listen: bool = False
+) -> Swap:
     """Load what ``/sillage/model ARG`` or ``/sillage/patch ARG`` asks for.
 
-    A new model comes with the playing patch rebuilt for it (its file, or the default patch).
+    A new model comes with the playing patch rebuilt for it (its file, or the default patch),
+    and, when the engine listens (``listen``), with its own copy for the listener's encoder.
 
     Raises
     ------
@@ -111,7 +116,13 @@ def load_swap(kind: str, arg: str, *, runtime: ModelRuntime, patch: Patch) -> Sw
     if kind == "model":
         new = ModelRuntime(arg)
         loaded = load_patch_for(patch.path or "default", new)
-        return Swap(runtime=new, patch=loaded, voice_runtimes=voice_streams(loaded, new))
+        encoder = new.fresh() if listen and new.info.has_encode else None
+        return Swap(
+            runtime=new,
+            patch=loaded,
+            voice_runtimes=voice_streams(loaded, new),
+            encoder=encoder,
+        )
     loaded = load_patch_for(arg, runtime)
     return Swap(patch=loaded, voice_runtimes=voice_streams(loaded, runtime))
 

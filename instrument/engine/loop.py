@@ -4,8 +4,12 @@ Per frame at audio time t (decode worker):
   1. drain events with time ≤ t; each goes to its handler, found in a map built from
      ``protocol.py``'s table (route ``engine``), or to the patch's controller (route
      ``patch``); then apply a model/patch load waiting in the one-slot mailbox;
-  2. the controller gives the target latent; scale around the centre;
-  3. the trajectory smooths, clamps and NaN-guards it;
+  2. listening (``--input``, ``--input-file``): one frame of input is encoded, its
+     descriptors go to the patch (``/audio/descriptors``);
+     the controller gives the target latent; scale around the centre;
+  3. the trajectory smooths, clamps and NaN-guards it; listening, the input's latent
+     (transformed: bias, scale, freeze, noise, transpose) is mixed in
+     (:mod:`instrument.engine.listen`);
   4. the model decodes one frame; the frame is checked (NaN, inf, an exception) *before* any
      stateful DSP; DC blocker, gain (ramped) and the safety limiter follow;
   5. the frame (resampled to the device rate when needed) is returned to the driver, which
@@ -29,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from instrument.engine.listen import AUDIO_ADDRESS, Listener, cannot_listen
 from instrument.engine.loading import Mailbox, Swap, load_patch_for, load_swap
 from instrument.engine.output_safety import DCBlocker, SafetyLimiter, db_to_gain, finite
 from instrument.engine.resample import Resampler
@@ -130,8 +135,10 @@ class DecodeLoop:
         on_tag: Callable[[float, str], None] | None = None,
         on_record: Callable[[bool], None] | None = None,
         on_applied: Callable[[float, list[Event]], None] | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self.source = source
+        self.listener = listener
         self.reporter = reporter or Reporter()
         self.metrics = metrics or Metrics()
         self.latent_map = latent_map
@@ -167,6 +174,12 @@ class DecodeLoop:
         self.state.gain_db = float(patch.engine.get("gain_db", 0.0))
         self._gain = db_to_gain(self.state.gain_db)
         self._start_at(patch.engine.get("start"))
+        self._played = self.trajectory.z
+        if listener is not None:
+            if not listener.active:
+                self.reporter.reject("listen", cannot_listen(runtime.info.name), always=True)
+            elif listener.transform is not None:
+                listener.transform.jump_mix()  # the patch's mix from the first frame
 
     def set_gain_now(self, gain_db: float) -> None:
         """Set the gain without a ramp (a restarted engine carries on at the same level)."""
@@ -223,6 +236,7 @@ class DecodeLoop:
     def _apply_patch(self, patch: Patch, voice_runtimes: list[ModelRuntime] | None = None) -> None:
         self.patch = patch
         self.controller = patch.controller
+        self._configure_listener(patch)
         if hasattr(self.controller, "on_reject"):
             # events a mapping cannot use (garbage MIDI, wrong sensor frames) are reported too
             self.controller.on_reject = self.reporter.reject
@@ -238,6 +252,18 @@ class DecodeLoop:
         if "centre" in eng:
             c = np.asarray(eng["centre"], dtype=float)[: self.info.latent_size]
             self.state.centre[: c.size] = c
+
+    def _configure_listener(self, patch: Patch) -> None:
+        listener = getattr(self, "listener", None)
+        if listener is None:
+            return
+        sources = getattr(self.controller, "sources", ())
+        listener.want_descriptors = any(getattr(s, "kind", "") == "audio" for s in sources)
+        if patch.listen is not None and listener.transform is not None:
+            try:
+                listener.transform.configure(patch.listen)
+            except ValueError as exc:
+                self.reporter.reject("listen", f"patch {patch.name} [listen]: {exc}", always=True)
 
     def swap(self, swap: Swap) -> None:
         """Apply a loaded model/patch at this frame boundary (decode worker)."""
@@ -259,6 +285,12 @@ class DecodeLoop:
                 swap.runtime.info.samplerate,
                 swap.runtime.info.channels,
             )
+            if self.listener is not None:
+                self.listener.install(swap.encoder)
+                if swap.encoder is None:
+                    self.reporter.reject(
+                        "listen", cannot_listen(swap.runtime.info.name), always=True
+                    )
             self._install(swap.runtime, swap.patch or self.patch, swap.voice_runtimes)
             if swap.reason == "fallback":
                 self._fallback_pending = False
@@ -390,12 +422,89 @@ class DecodeLoop:
         if self.on_record is not None:
             self.on_record(bool(args[0]))
 
+    # --- listen ------------------------------------------------------------------------
+    def _transform(self, what: str, index: int | None = None) -> Any:
+        """The listener's transform, or None after saying why it cannot take ``what``."""
+        listener = self.listener
+        if listener is None or listener.transform is None or not listener.active:
+            why = (
+                "no audio input: start with --input DEVICE[:CHANNELS] (`-l` lists devices) "
+                "or --input-file IN.wav"
+                if listener is None
+                else cannot_listen(self.info.name)
+            )
+            self.reporter.reject("listen", f"{PREFIX}/listen/{what}: {why}")
+            return None
+        if index is not None and index >= self.state.latent_size:
+            n = self.state.latent_size
+            self.reporter.reject(
+                "range",
+                f"{PREFIX}/listen/{what}/{index}: this model has {n} latent dimensions (0..{n - 1})",
+            )
+            return None
+        return listener.transform
+
+    def _on_listen_mix(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if (t := self._transform("mix")) is not None:
+            t.set_mix(args[0])
+
+    def _on_listen_mix_i(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if (t := self._transform("mix", index)) is not None:
+            t.set_mix(args[0], index)
+
+    def _on_listen_bias(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if (t := self._transform("bias")) is not None:
+            t.set_bias(np.asarray(args, dtype=float))
+
+    def _on_listen_bias_i(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if (t := self._transform("bias", index)) is not None:
+            t.set_bias(args[0], index)
+
+    def _on_listen_scale(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if (t := self._transform("scale")) is not None:
+            t.set_scale(np.asarray(args, dtype=float))
+
+    def _on_listen_scale_i(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if (t := self._transform("scale", index)) is not None:
+            t.set_scale(args[0], index)
+
+    def _on_listen_freeze(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if (t := self._transform("freeze")) is not None:
+            t.set_freeze(bool(args[0]))
+
+    def _on_listen_freeze_i(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if (t := self._transform("freeze", index)) is not None:
+            t.set_freeze(args[0] >= 0.5, index)
+
+    def _on_listen_noise(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if (t := self._transform("noise")) is not None:
+            t.set_noise(args[0])
+
+    def _on_listen_noise_i(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if (t := self._transform("noise", index)) is not None:
+            t.set_noise(args[0], index)
+
+    def _on_listen_transpose(self, index: int | None, args: tuple[Any, ...]) -> None:
+        if (t := self._transform("transpose")) is not None:
+            try:
+                t.set_transpose(args[0])
+            except ValueError as exc:
+                self.reporter.reject("listen", f"{PREFIX}/listen/transpose: {exc}")
+
     def _load(self, kind: str, arg: str) -> None:
         if self.request_load is not None:
             self.request_load(kind, arg)
             return
         try:
-            self.swap(load_swap(kind, arg, runtime=self.runtime, patch=self.patch))
+            self.swap(
+                load_swap(
+                    kind,
+                    arg,
+                    runtime=self.runtime,
+                    patch=self.patch,
+                    listen=self.listener is not None,
+                )
+            )
         except (ModelError, PatchError) as exc:
             self.reporter.reject(kind, str(exc))
 
@@ -422,6 +531,16 @@ class DecodeLoop:
             self.on_applied(self.t, events)
         st = self.state
         st.t = self.t
+        listener = self.listener
+        if listener is not None:
+            listener.step(self.info.ratio)
+            if listener.want_descriptors and listener.active:
+                try:
+                    self.controller.on_event(
+                        Event(self.t, AUDIO_ADDRESS, listener.descriptor_args()), st
+                    )
+                except Exception as exc:  # a mapping bug must not stop the sound
+                    self.reporter.reject("mapping", f"{AUDIO_ADDRESS}: {type(exc).__name__}: {exc}")
         try:
             target = np.asarray(self.controller.target(self.t, st), dtype=float)
         except Exception as exc:
@@ -443,6 +562,15 @@ class DecodeLoop:
         z = self.trajectory.step(target, st.smoothing_ms)
         if self.trajectory.rejected != rejected_before:
             self.reporter.reject("nan", "the target latent had NaN/inf; held the last good latent")
+        if listener is not None and listener.active:
+            t = listener.transform
+            bad_before = t.rejected if t is not None else 0
+            z = listener.mix(z)
+            if t is not None and t.rejected != bad_before:
+                self.reporter.reject(
+                    "nan", "the encoded input had NaN/inf; held its last good latent"
+                )
+        self._played = z
         gain_from, gain_to = self._gain, db_to_gain(st.gain_db)
         gain_from, gain_to = self._panic_gains(gain_from, gain_to)
 
@@ -692,6 +820,7 @@ class DecodeLoop:
             always=True,
         )
         patch_path = self.patch.path or "default"
+        listening = self.listener is not None
 
         def job() -> Swap:
             from instrument.engine.runtime import ModelRuntime
@@ -699,7 +828,10 @@ class DecodeLoop:
             rt = previous.fresh() if previous is not None else ModelRuntime(DEFAULT_MODEL)
             patch = load_patch_for(patch_path, rt)
             voices = [rt.fresh() for _ in range(patch.controller.n_voices - 1)]
-            return Swap(runtime=rt, patch=patch, voice_runtimes=voices, reason="fallback")
+            encoder = rt.fresh() if listening and rt.info.has_encode else None
+            return Swap(
+                runtime=rt, patch=patch, voice_runtimes=voices, reason="fallback", encoder=encoder
+            )
 
         self._off("fallback", job)
         return True
@@ -737,7 +869,8 @@ class DecodeLoop:
         return out
 
     def played_latent(self) -> np.ndarray:
-        return self.trajectory.z
+        """The latent decoded last (the controllers' and the input's, mixed)."""
+        return self._played
 
     def describe(self) -> dict[str, Any]:
         i = self.info

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instrument.engine.listen import FileInput, Listener, make_encoder
 from instrument.engine.loop import DecodeLoop
 from instrument.engine.runtime import ModelRuntime
 from instrument.errors import SillageError
@@ -57,6 +58,7 @@ def render(
     reporter: Reporter | None = None,
     latent_map=None,
     metrics: Metrics | None = None,
+    input_file: str | Path | None = None,
 ) -> np.ndarray:
     """Render ``seconds`` of audio; return shape (n_samples, channels), float32.
 
@@ -64,9 +66,17 @@ def render(
     replaced by silence, counted in ``metrics.bad_frames`` and reported; the render goes on.
     Anything else that raises ends it with :class:`RenderError`, which carries what was
     rendered so far.
+
+    ``input_file``: the instrument listens to this file (read one model frame per decode
+    frame, encoded by a ``fresh()`` copy of the model, mixed as the patch's ``[listen]``
+    says). Raises :class:`~instrument.errors.AudioInputError` when it cannot be read.
     """
     seed_everything(seed)
     rt = runtime.fresh()
+    listener = None
+    if input_file is not None:
+        source = FileInput(input_file, samplerate=rt.info.samplerate)
+        listener = Listener(make_encoder(rt), source, seed=seed)
     loop = DecodeLoop(
         rt,
         patch,
@@ -75,6 +85,7 @@ def render(
         reporter=reporter,
         latent_map=latent_map,
         metrics=metrics,
+        listener=listener,
     )
     import torch
 

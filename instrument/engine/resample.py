@@ -14,6 +14,15 @@ class Resampler:
         self._stream = soxr.ResampleStream(
             in_rate, out_rate, channels, dtype="float32", quality="HQ"
         )
+        self.out_rate = out_rate
+
+    @property
+    def delay_s(self) -> float:
+        """The filter's delay, seconds (soxr holds it back at the start of the stream)."""
+        try:
+            return float(self._stream.delay()) / self.out_rate
+        except (AttributeError, TypeError):
+            return 0.0
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Resample one frame. Runs on the decode worker."""

@@ -40,6 +40,8 @@ class ModelInfo:
     delay_samples: int | None
     card: dict[str, Any]
     latent: LatentCard = field(default_factory=LatentCard)
+    encode_ratio: int | None = None
+    encode_channels: int | None = None
 
     @property
     def frame_s(self) -> float:
@@ -114,6 +116,14 @@ class ModelRuntime:
             delay_samples=c.delay_samples,
             card=c.card,
             latent=c.latent,
+            encode_ratio=(
+                max(1, c.encode.out_ratio // max(1, c.encode.in_ratio))
+                if c.encode is not None
+                else (c.ratio if c.has_encode else None)
+            ),
+            encode_channels=(
+                c.encode.in_channels if c.encode is not None and c.encode.in_channels > 0 else None
+            ),
         )
 
     def validate(self) -> None:
@@ -203,6 +213,22 @@ class ModelRuntime:
             x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
             z = self.module.encode(x)
         return z[0].numpy()
+
+    def encode_frame(self, audio: np.ndarray) -> np.ndarray:
+        """Encode one frame of audio with the streaming state kept. Decode worker.
+
+        Parameters
+        ----------
+        audio : ndarray, shape (channels, encode_ratio), float32, at the model rate
+
+        Returns
+        -------
+        ndarray, shape (latent_size_encoded,), float32 (a view: copy before the next call)
+        """
+        # A new tensor per call, not a reused buffer: a streaming encoder may keep a view of
+        # its input as its cache (measured: the default model's encode then drifted by 1e-2).
+        x = self._torch.from_numpy(np.array(audio, dtype=np.float32, order="C"))[None]
+        return self.module.encode(x)[0, :, -1].numpy()
 
     def reset(self) -> None:
         """Fresh streaming state: reload the module from memory (streaming caches live inside it)."""

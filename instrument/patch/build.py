@@ -19,14 +19,21 @@ from mappings.gesture import MotionParams
 from mappings.imu import FORMATS
 from mappings.matrix import LoopMapping, MatrixMapping, build_matrix
 from mappings.regression import Demonstrations
-from mappings.sources import HandsSource, ImuSource, MidiSource, Source, VectorSource
+from mappings.sources import (
+    AudioSource,
+    HandsSource,
+    ImuSource,
+    MidiSource,
+    Source,
+    VectorSource,
+)
 
 DEFAULT_NAMES = {
     "riot-v2": "riot", "riot-v3": "riot", "comote-v2": "comote", "comote-v3": "comote",
     "zigsim": "zigsim", "sensors2osc": "phone", "touchosc": "touchosc", "hands": "hands",
-    "midi": "midi", "wekinator": "wek",
+    "midi": "midi", "wekinator": "wek", "audio": "mic",
 }  # fmt: skip
-INPUT_KINDS = (*FORMATS, "hands", "midi", "wekinator", "osc")
+INPUT_KINDS = (*FORMATS, "hands", "midi", "wekinator", "osc", "audio")
 MAPPING_KINDS = ("direct", "matrix", "loop", "regression")
 
 
@@ -52,6 +59,12 @@ def _source(spec: dict[str, Any], k: int) -> Source:
             name, port=port if port is not None else 7500, mirrored=bool(spec.get("mirrored", False)),
             swap_labels=bool(spec.get("swap_labels", False)),
         )  # fmt: skip
+    if kind == "audio":
+        if port is not None:
+            raise ValueError(
+                f"{where}: an audio input takes no port (it is the instrument's --input)"
+            )
+        return AudioSource(name)
     if kind == "midi":
         return MidiSource(
             name, device=str(spec.get("port", "")), channel=int(spec.get("channel", 0))

@@ -11,6 +11,9 @@ A patch file (``patches/<name>.toml``, format in ``docs/control.md``)::
     [mapping]      kind (direct, matrix, loop, regression), inputs = ["<signal>", ...], ...
     [voice]        kind = "keyboard": MIDI notes play the model's pitch dimension
                    (instrument.patch.voice); [pitch]: a signal plays it in a scale
+    [listen]       what the instrument does to the audio it hears (mix, bias, scale, freeze,
+                   noise, transpose_st, seed; see mappings.listen); an [[input]] of kind
+                   "audio" maps the input's descriptors
 
 :func:`load_patch` reads it and builds a :class:`~instrument.patch.chain.ChainController`
 (or the plain :class:`~instrument.control.DirectController` when the patch declares no inputs
@@ -29,8 +32,9 @@ from instrument.patch.build import build_controller
 from instrument.patch.context import PatchContext
 from instrument.patch.contract import Controller, DirectController
 from instrument.paths import PATCH_DIR
+from mappings.listen import ListenSettings, parse_listen
 
-SECTIONS = {"patch", "engine", "input", "conditioning", "mapping", "voice", "pitch"}
+SECTIONS = {"patch", "engine", "input", "conditioning", "mapping", "voice", "pitch", "listen"}
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Patch:
     engine: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     midi: str | None = None
+    listen: ListenSettings | None = None
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -77,8 +82,14 @@ def load_patch(name_or_path: str | Path, *, context: PatchContext) -> Patch:
     if unknown:
         raise PatchError(
             f"{path}: unknown section(s) {unknown}; a patch has [patch], [engine], [[input]], "
-            '[conditioning."<signal>"], [mapping], [voice] and [pitch]'
+            '[conditioning."<signal>"], [mapping], [voice], [pitch] and [listen]'
         )
+    listen = None
+    if "listen" in data:
+        try:
+            listen = parse_listen(data["listen"], context.latent_size)
+        except ValueError as exc:
+            raise PatchError(f"{path}: {exc}") from None
     controller: Controller
     midi: str | None = None
     plain = not data.get("input") and not data.get("voice") and not data.get("pitch")
@@ -97,4 +108,5 @@ def load_patch(name_or_path: str | Path, *, context: PatchContext) -> Patch:
         engine=dict(engine),
         description=str(meta.get("description", "")),
         midi=midi,
+        listen=listen,
     )

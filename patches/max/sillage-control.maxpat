@@ -1077,15 +1077,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "SESSION",
+          "text": "LISTEN (THE AUDIO INPUT: --INPUT, --INPUT-FILE)",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             365,
             704.0,
             300,
-            20.0
+            34.0
           ],
+          "linecount": 2,
           "id": "obj-56",
           "fontface": 1
         }
@@ -1093,12 +1094,12 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "/sillage/model s: Load another model (path to a TorchScript .ts file); it warms up off the audio path and replaces the current one at a frame boundary with a short crossfade.",
+          "text": "/sillage/listen/mix f: Mix between the controllers' latent (0) and the latent encoded from the audio input (1), every dimension; glides over the patch's [listen] mix_smoothing_ms (30 ms).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             365,
-            730.0,
+            744.0,
             320,
             62.0
           ],
@@ -1108,78 +1109,79 @@
       },
       {
         "box": {
-          "maxclass": "textedit",
+          "maxclass": "slider",
           "numinlets": 1,
-          "numoutlets": 4,
+          "numoutlets": 1,
           "outlettype": [
-            "",
-            "int",
-            "",
             ""
           ],
           "parameter_enable": 0,
           "patching_rect": [
             365,
-            796.0,
-            200.0,
-            22.0
+            810.0,
+            160.0,
+            20.0
           ],
-          "keymode": 1,
-          "lines": 1,
-          "text": "",
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "orientation": 1,
           "id": "obj-58"
         }
       },
       {
         "box": {
-          "maxclass": "newobj",
-          "text": "route text",
-          "numinlets": 2,
+          "maxclass": "flonum",
+          "numinlets": 1,
           "numoutlets": 2,
           "outlettype": [
             "",
-            ""
+            "bang"
           ],
+          "parameter_enable": 0,
           "patching_rect": [
-            365,
-            824.0,
-            84.0,
+            535,
+            810.0,
+            60.0,
             22.0
           ],
+          "minimum": 0.0,
+          "maximum": 1.0,
           "id": "obj-59"
         }
       },
       {
         "box": {
-          "maxclass": "newobj",
-          "text": "tosymbol",
-          "numinlets": 1,
+          "maxclass": "message",
+          "text": "set 0",
+          "numinlets": 2,
           "numoutlets": 1,
           "outlettype": [
             ""
           ],
           "patching_rect": [
-            445,
-            824.0,
-            70.0,
+            605,
+            810.0,
+            47.0,
             22.0
           ],
-          "id": "obj-60"
+          "id": "obj-60",
+          "hidden": 1
         }
       },
       {
         "box": {
           "maxclass": "newobj",
-          "text": "prepend /sillage/model",
+          "text": "prepend /sillage/listen/mix",
           "numinlets": 1,
           "numoutlets": 1,
           "outlettype": [
             ""
           ],
           "patching_rect": [
-            515,
-            824.0,
-            168.0,
+            455,
+            840.0,
+            203.0,
             22.0
           ],
           "id": "obj-61"
@@ -1188,23 +1190,7 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "type, then Enter",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            570,
-            796.0,
-            90,
-            34.0
-          ],
-          "linecount": 2,
-          "id": "obj-62"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "comment",
-          "text": "/sillage/patch s: Load a patch (name in patches/ or a path to a .toml file) without a click.",
+          "text": "/sillage/listen/mix/<i> f: Mix of one latent dimension <i>: e.g.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
@@ -1214,115 +1200,146 @@
             34.0
           ],
           "linecount": 2,
+          "id": "obj-62"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            710.0,
+            148.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_mix0",
           "id": "obj-63"
         }
       },
       {
         "box": {
-          "maxclass": "textedit",
-          "numinlets": 1,
-          "numoutlets": 4,
-          "outlettype": [
-            "",
-            "int",
-            "",
-            ""
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            710,
-            148.0,
-            200.0,
-            22.0
-          ],
-          "keymode": 1,
-          "lines": 1,
-          "text": "",
-          "id": "obj-64"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "route text",
+          "maxclass": "message",
+          "text": "set 0",
           "numinlets": 2,
-          "numoutlets": 2,
+          "numoutlets": 1,
           "outlettype": [
-            "",
             ""
           ],
           "patching_rect": [
-            710,
-            176.0,
-            84.0,
+            987.0,
+            148.0,
+            47.0,
             22.0
           ],
-          "id": "obj-65"
+          "id": "obj-64",
+          "hidden": 1
         }
       },
       {
         "box": {
           "maxclass": "newobj",
-          "text": "tosymbol",
+          "text": "prepend /sillage/listen/mix/0",
           "numinlets": 1,
           "numoutlets": 1,
           "outlettype": [
             ""
           ],
           "patching_rect": [
-            790,
-            176.0,
-            70.0,
-            22.0
+            710,
+            266.0,
+            160.0,
+            36.0
           ],
+          "linecount": 2,
+          "id": "obj-65"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            744.0,
+            148.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_mix1",
           "id": "obj-66"
         }
       },
       {
         "box": {
           "maxclass": "newobj",
-          "text": "prepend /sillage/patch",
+          "text": "prepend /sillage/listen/mix/1",
           "numinlets": 1,
           "numoutlets": 1,
           "outlettype": [
             ""
           ],
           "patching_rect": [
-            860,
-            176.0,
-            168.0,
-            22.0
+            710,
+            290.0,
+            160.0,
+            36.0
           ],
+          "linecount": 2,
           "id": "obj-67"
         }
       },
       {
         "box": {
-          "maxclass": "comment",
-          "text": "type, then Enter",
+          "maxclass": "slider",
           "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            915,
-            148.0,
-            90,
-            34.0
+          "numoutlets": 1,
+          "outlettype": [
+            ""
           ],
-          "linecount": 2,
+          "parameter_enable": 0,
+          "patching_rect": [
+            778.0,
+            148.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_mix2",
           "id": "obj-68"
         }
       },
       {
         "box": {
-          "maxclass": "comment",
-          "text": "/sillage/tag s: Mark this moment with a word (\"keep\", \"drop\", ...).",
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/mix/2",
           "numinlets": 1,
-          "numoutlets": 0,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
           "patching_rect": [
             710,
-            218.0,
-            320,
-            34.0
+            314.0,
+            160.0,
+            36.0
           ],
           "linecount": 2,
           "id": "obj-69"
@@ -1330,133 +1347,1069 @@
       },
       {
         "box": {
-          "maxclass": "textedit",
+          "maxclass": "slider",
           "numinlets": 1,
-          "numoutlets": 4,
+          "numoutlets": 1,
           "outlettype": [
-            "",
-            "int",
-            "",
             ""
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            710,
-            256.0,
-            200.0,
-            22.0
+            812.0,
+            148.0,
+            20.0,
+            110.0
           ],
-          "keymode": 1,
-          "lines": 1,
-          "text": "",
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_mix3",
           "id": "obj-70"
         }
       },
       {
         "box": {
           "maxclass": "newobj",
-          "text": "route text",
-          "numinlets": 2,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            ""
-          ],
-          "patching_rect": [
-            710,
-            284.0,
-            84.0,
-            22.0
-          ],
-          "id": "obj-71"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "tosymbol",
+          "text": "prepend /sillage/listen/mix/3",
           "numinlets": 1,
           "numoutlets": 1,
           "outlettype": [
             ""
           ],
           "patching_rect": [
-            790,
-            284.0,
-            70.0,
-            22.0
+            710,
+            338.0,
+            160.0,
+            36.0
           ],
+          "linecount": 2,
+          "id": "obj-71"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            846.0,
+            148.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_mix4",
           "id": "obj-72"
         }
       },
       {
         "box": {
           "maxclass": "newobj",
-          "text": "prepend /sillage/tag",
+          "text": "prepend /sillage/listen/mix/4",
           "numinlets": 1,
           "numoutlets": 1,
           "outlettype": [
             ""
           ],
           "patching_rect": [
-            860,
-            284.0,
-            154.0,
-            22.0
+            875,
+            266.0,
+            160.0,
+            36.0
           ],
+          "linecount": 2,
           "id": "obj-73"
         }
       },
       {
         "box": {
-          "maxclass": "message",
-          "text": "keep",
-          "numinlets": 2,
+          "maxclass": "slider",
+          "numinlets": 1,
           "numoutlets": 1,
           "outlettype": [
             ""
           ],
+          "parameter_enable": 0,
           "patching_rect": [
-            710,
-            312.0,
-            40.0,
-            22.0
+            880.0,
+            148.0,
+            20.0,
+            110.0
           ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_mix5",
           "id": "obj-74"
         }
       },
       {
         "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/mix/5",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            875,
+            290.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-75"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            914.0,
+            148.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_mix6",
+          "id": "obj-76"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/mix/6",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            875,
+            314.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-77"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            948.0,
+            148.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_mix7",
+          "id": "obj-78"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/mix/7",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            875,
+            338.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-79"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/listen/bias f*: Add to the input's latent, one number per dimension (fewer numbers set the first dimensions).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            710,
+            379.0,
+            320,
+            48.0
+          ],
+          "linecount": 3,
+          "id": "obj-80"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "multislider",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            710,
+            431.0,
+            192.0,
+            80.0
+          ],
+          "setminmax": [
+            -8.0,
+            8.0
+          ],
+          "size": 8,
+          "contdata": 1,
+          "setstyle": 0,
+          "id": "obj-81"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/bias",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            710,
+            519.0,
+            210.0,
+            22.0
+          ],
+          "id": "obj-82"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/listen/bias/<i> f: Add to one dimension <i> of the input's latent.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            710,
+            561.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-83"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            710.0,
+            599.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_bias0",
+          "id": "obj-84"
+        }
+      },
+      {
+        "box": {
           "maxclass": "message",
-          "text": "drop",
+          "text": "set 0",
           "numinlets": 2,
           "numoutlets": 1,
           "outlettype": [
             ""
           ],
           "patching_rect": [
-            758.0,
-            312.0,
-            40.0,
+            987.0,
+            599.0,
+            47.0,
             22.0
           ],
-          "id": "obj-75"
+          "id": "obj-85",
+          "hidden": 1
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/bias/0",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            710,
+            717.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-86"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            744.0,
+            599.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_bias1",
+          "id": "obj-87"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/bias/1",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            710,
+            741.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-88"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            778.0,
+            599.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_bias2",
+          "id": "obj-89"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/bias/2",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            710,
+            765.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-90"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            812.0,
+            599.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_bias3",
+          "id": "obj-91"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/bias/3",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            710,
+            789.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-92"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            846.0,
+            599.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_bias4",
+          "id": "obj-93"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/bias/4",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            875,
+            717.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-94"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            880.0,
+            599.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_bias5",
+          "id": "obj-95"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/bias/5",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            875,
+            741.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-96"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            914.0,
+            599.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_bias6",
+          "id": "obj-97"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/bias/6",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            875,
+            765.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-98"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            948.0,
+            599.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_bias7",
+          "id": "obj-99"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/bias/7",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            875,
+            789.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-100"
         }
       },
       {
         "box": {
           "maxclass": "comment",
-          "text": "/sillage/record i: 1 starts recording the session (events and audio), 0 stops.",
+          "text": "/sillage/listen/scale f*: Multiply the input's latent, one number per dimension (before the bias).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            710,
-            356.0,
+            1055,
+            110,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-76"
+          "id": "obj-101"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "multislider",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1055,
+            148.0,
+            192.0,
+            80.0
+          ],
+          "setminmax": [
+            -8.0,
+            8.0
+          ],
+          "size": 8,
+          "contdata": 1,
+          "setstyle": 0,
+          "id": "obj-102"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/scale",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1055,
+            236.0,
+            217.0,
+            22.0
+          ],
+          "id": "obj-103"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/listen/scale/<i> f: Multiply one dimension <i> of the input's latent.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1055,
+            278.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-104"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1055.0,
+            316.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_scale0",
+          "id": "obj-105"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "set 1",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1332.0,
+            316.0,
+            47.0,
+            22.0
+          ],
+          "id": "obj-106",
+          "hidden": 1
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/scale/0",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1055,
+            434.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-107"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1089.0,
+            316.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_scale1",
+          "id": "obj-108"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/scale/1",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1055,
+            458.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-109"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1123.0,
+            316.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_scale2",
+          "id": "obj-110"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/scale/2",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1055,
+            482.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-111"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1157.0,
+            316.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_scale3",
+          "id": "obj-112"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/scale/3",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1055,
+            506.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-113"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1191.0,
+            316.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_scale4",
+          "id": "obj-114"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/scale/4",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1220,
+            434.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-115"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1225.0,
+            316.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_scale5",
+          "id": "obj-116"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/scale/5",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1220,
+            458.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-117"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1259.0,
+            316.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_scale6",
+          "id": "obj-118"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/scale/6",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1220,
+            482.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-119"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1293.0,
+            316.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": -8.0,
+          "size": 16.0,
+          "varname": "listen_scale7",
+          "id": "obj-120"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/scale/7",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1220,
+            506.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-121"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/listen/freeze i: 1 holds every dimension of the input's latent where it is now (bias, scale, transpose and noise still apply), 0 follows the input again.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1055,
+            547.0,
+            320,
+            62.0
+          ],
+          "linecount": 4,
+          "id": "obj-122"
         }
       },
       {
@@ -1469,12 +2422,1351 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            710,
-            394.0,
+            1055,
+            613.0,
             24.0,
             24.0
           ],
-          "id": "obj-77"
+          "id": "obj-123"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/freeze",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1095,
+            613.0,
+            224.0,
+            22.0
+          ],
+          "id": "obj-124"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/listen/freeze/<i> f: Hold (>= 0.5) or follow (< 0.5) one dimension <i> of the input's latent (a number, so a bank of sliders or toggles can send it).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1055,
+            663.0,
+            320,
+            62.0
+          ],
+          "linecount": 4,
+          "id": "obj-125"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1055.0,
+            729.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_freeze0",
+          "id": "obj-126"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "set 0",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1332.0,
+            729.0,
+            47.0,
+            22.0
+          ],
+          "id": "obj-127",
+          "hidden": 1
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/freeze/0",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1055,
+            847.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-128"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1089.0,
+            729.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_freeze1",
+          "id": "obj-129"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/freeze/1",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1055,
+            871.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-130"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1123.0,
+            729.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_freeze2",
+          "id": "obj-131"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/freeze/2",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1055,
+            895.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-132"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1157.0,
+            729.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_freeze3",
+          "id": "obj-133"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/freeze/3",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1055,
+            919.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-134"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1191.0,
+            729.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_freeze4",
+          "id": "obj-135"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/freeze/4",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1220,
+            847.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-136"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1225.0,
+            729.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_freeze5",
+          "id": "obj-137"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/freeze/5",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1220,
+            871.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-138"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1259.0,
+            729.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_freeze6",
+          "id": "obj-139"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/freeze/6",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1220,
+            895.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-140"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1293.0,
+            729.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 1.0,
+          "varname": "listen_freeze7",
+          "id": "obj-141"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/freeze/7",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1220,
+            919.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-142"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/listen/noise f: Add noise to every dimension of the input's latent (standard deviation, latent units; seeded offline).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1400,
+            110,
+            320,
+            48.0
+          ],
+          "linecount": 3,
+          "id": "obj-143"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1400,
+            162.0,
+            160.0,
+            20.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 8.0,
+          "orientation": 1,
+          "id": "obj-144"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1570,
+            162.0,
+            60.0,
+            22.0
+          ],
+          "minimum": 0.0,
+          "maximum": 8.0,
+          "id": "obj-145"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "set 0",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1640,
+            162.0,
+            47.0,
+            22.0
+          ],
+          "id": "obj-146",
+          "hidden": 1
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/noise",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1490,
+            192.0,
+            217.0,
+            22.0
+          ],
+          "id": "obj-147"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/listen/noise/<i> f: Add noise to one dimension <i> of the input's latent.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1400,
+            232.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-148"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1400.0,
+            270.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 8.0,
+          "varname": "listen_noise0",
+          "id": "obj-149"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "set 0",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1677.0,
+            270.0,
+            47.0,
+            22.0
+          ],
+          "id": "obj-150",
+          "hidden": 1
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/noise/0",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1400,
+            388.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-151"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1434.0,
+            270.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 8.0,
+          "varname": "listen_noise1",
+          "id": "obj-152"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/noise/1",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1400,
+            412.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-153"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1468.0,
+            270.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 8.0,
+          "varname": "listen_noise2",
+          "id": "obj-154"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/noise/2",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1400,
+            436.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-155"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1502.0,
+            270.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 8.0,
+          "varname": "listen_noise3",
+          "id": "obj-156"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/noise/3",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1400,
+            460.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-157"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1536.0,
+            270.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 8.0,
+          "varname": "listen_noise4",
+          "id": "obj-158"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/noise/4",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1565,
+            388.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-159"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1570.0,
+            270.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 8.0,
+          "varname": "listen_noise5",
+          "id": "obj-160"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/noise/5",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1565,
+            412.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-161"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1604.0,
+            270.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 8.0,
+          "varname": "listen_noise6",
+          "id": "obj-162"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/noise/6",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1565,
+            436.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-163"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1638.0,
+            270.0,
+            20.0,
+            110.0
+          ],
+          "floatoutput": 1,
+          "min": 0.0,
+          "size": 8.0,
+          "varname": "listen_noise7",
+          "id": "obj-164"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/noise/7",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1565,
+            460.0,
+            160.0,
+            36.0
+          ],
+          "linecount": 2,
+          "id": "obj-165"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/listen/transpose f: Transpose the input in semitones, on the pitch dimension the model's card declares ([latent] pitch_dim, pitch_scale); refused for models without one.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1400,
+            501.0,
+            320,
+            62.0
+          ],
+          "linecount": 4,
+          "id": "obj-166"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "slider",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1400,
+            567.0,
+            160.0,
+            20.0
+          ],
+          "floatoutput": 1,
+          "min": -48.0,
+          "size": 96.0,
+          "orientation": 1,
+          "id": "obj-167"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1570,
+            567.0,
+            60.0,
+            22.0
+          ],
+          "minimum": -48.0,
+          "maximum": 48.0,
+          "id": "obj-168"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "set 0",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1640,
+            567.0,
+            47.0,
+            22.0
+          ],
+          "id": "obj-169",
+          "hidden": 1
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/listen/transpose",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1490,
+            597.0,
+            245.0,
+            22.0
+          ],
+          "id": "obj-170"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "SESSION",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1400,
+            637.0,
+            300,
+            20.0
+          ],
+          "id": "obj-171",
+          "fontface": 1
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/model s: Load another model (path to a TorchScript .ts file); it warms up off the audio path and replaces the current one at a frame boundary with a short crossfade.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1400,
+            663.0,
+            320,
+            62.0
+          ],
+          "linecount": 4,
+          "id": "obj-172"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "textedit",
+          "numinlets": 1,
+          "numoutlets": 4,
+          "outlettype": [
+            "",
+            "int",
+            "",
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1400,
+            729.0,
+            200.0,
+            22.0
+          ],
+          "keymode": 1,
+          "lines": 1,
+          "text": "",
+          "id": "obj-173"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "route text",
+          "numinlets": 2,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            ""
+          ],
+          "patching_rect": [
+            1400,
+            757.0,
+            84.0,
+            22.0
+          ],
+          "id": "obj-174"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "tosymbol",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1480,
+            757.0,
+            70.0,
+            22.0
+          ],
+          "id": "obj-175"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/model",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1550,
+            757.0,
+            168.0,
+            22.0
+          ],
+          "id": "obj-176"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "type, then Enter",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1605,
+            729.0,
+            90,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-177"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/patch s: Load a patch (name in patches/ or a path to a .toml file) without a click.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1400,
+            799.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-178"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "textedit",
+          "numinlets": 1,
+          "numoutlets": 4,
+          "outlettype": [
+            "",
+            "int",
+            "",
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1400,
+            837.0,
+            200.0,
+            22.0
+          ],
+          "keymode": 1,
+          "lines": 1,
+          "text": "",
+          "id": "obj-179"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "route text",
+          "numinlets": 2,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            ""
+          ],
+          "patching_rect": [
+            1400,
+            865.0,
+            84.0,
+            22.0
+          ],
+          "id": "obj-180"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "tosymbol",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1480,
+            865.0,
+            70.0,
+            22.0
+          ],
+          "id": "obj-181"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/patch",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1550,
+            865.0,
+            168.0,
+            22.0
+          ],
+          "id": "obj-182"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "type, then Enter",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1605,
+            837.0,
+            90,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-183"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/tag s: Mark this moment with a word (\"keep\", \"drop\", ...).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1745,
+            110,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-184"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "textedit",
+          "numinlets": 1,
+          "numoutlets": 4,
+          "outlettype": [
+            "",
+            "int",
+            "",
+            ""
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1745,
+            148.0,
+            200.0,
+            22.0
+          ],
+          "keymode": 1,
+          "lines": 1,
+          "text": "",
+          "id": "obj-185"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "route text",
+          "numinlets": 2,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            ""
+          ],
+          "patching_rect": [
+            1745,
+            176.0,
+            84.0,
+            22.0
+          ],
+          "id": "obj-186"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "tosymbol",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1825,
+            176.0,
+            70.0,
+            22.0
+          ],
+          "id": "obj-187"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/tag",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1895,
+            176.0,
+            154.0,
+            22.0
+          ],
+          "id": "obj-188"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "keep",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1745,
+            204.0,
+            40.0,
+            22.0
+          ],
+          "id": "obj-189"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "drop",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1793.0,
+            204.0,
+            40.0,
+            22.0
+          ],
+          "id": "obj-190"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/record i: 1 starts recording the session (events and audio), 0 stops.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1745,
+            248.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-191"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "toggle",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            "int"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            1745,
+            286.0,
+            24.0,
+            24.0
+          ],
+          "id": "obj-192"
         }
       },
       {
@@ -1487,12 +3779,12 @@
             ""
           ],
           "patching_rect": [
-            750,
-            394.0,
+            1785,
+            286.0,
             175.0,
             22.0
           ],
-          "id": "obj-78"
+          "id": "obj-193"
         }
       },
       {
@@ -1502,13 +3794,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            710,
-            444.0,
+            1745,
+            336.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-79"
+          "id": "obj-194"
         }
       },
       {
@@ -1522,14 +3814,14 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            880,
-            482.0,
+            1915,
+            374.0,
             60.0,
             22.0
           ],
           "minimum": 1,
           "maximum": 65535,
-          "id": "obj-80"
+          "id": "obj-195"
         }
       },
       {
@@ -1542,12 +3834,12 @@
             ""
           ],
           "patching_rect": [
-            710,
-            482.0,
+            1745,
+            374.0,
             40.0,
             22.0
           ],
-          "id": "obj-81"
+          "id": "obj-196"
         }
       },
       {
@@ -1560,12 +3852,12 @@
             ""
           ],
           "patching_rect": [
-            800,
-            512.0,
+            1835,
+            404.0,
             196.0,
             22.0
           ],
-          "id": "obj-82"
+          "id": "obj-197"
         }
       },
       {
@@ -1575,13 +3867,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            710,
-            552.0,
+            1745,
+            444.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-83"
+          "id": "obj-198"
         }
       },
       {
@@ -1595,14 +3887,14 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            880,
-            590.0,
+            1915,
+            482.0,
             60.0,
             22.0
           ],
           "minimum": 1,
           "maximum": 65535,
-          "id": "obj-84"
+          "id": "obj-199"
         }
       },
       {
@@ -1615,12 +3907,12 @@
             ""
           ],
           "patching_rect": [
-            710,
-            590.0,
+            1745,
+            482.0,
             40.0,
             22.0
           ],
-          "id": "obj-85"
+          "id": "obj-200"
         }
       },
       {
@@ -1633,12 +3925,12 @@
             ""
           ],
           "patching_rect": [
-            800,
-            620.0,
+            1835,
+            512.0,
             210.0,
             22.0
           ],
-          "id": "obj-86"
+          "id": "obj-201"
         }
       },
       {
@@ -1648,13 +3940,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            710,
-            660.0,
+            1745,
+            552.0,
             300,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-87",
+          "id": "obj-202",
           "fontface": 1
         }
       },
@@ -1665,13 +3957,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            710,
-            700.0,
+            1745,
+            592.0,
             320,
             118.0
           ],
           "linecount": 8,
-          "id": "obj-88"
+          "id": "obj-203"
         }
       },
       {
@@ -1687,15 +3979,15 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            710,
-            822.0,
+            1745,
+            714.0,
             200.0,
             22.0
           ],
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-89"
+          "id": "obj-204"
         }
       },
       {
@@ -1709,12 +4001,12 @@
             ""
           ],
           "patching_rect": [
-            710,
-            850.0,
+            1745,
+            742.0,
             84.0,
             22.0
           ],
-          "id": "obj-90"
+          "id": "obj-205"
         }
       },
       {
@@ -1727,12 +4019,12 @@
             ""
           ],
           "patching_rect": [
-            790,
-            850.0,
+            1825,
+            742.0,
             70.0,
             22.0
           ],
-          "id": "obj-91"
+          "id": "obj-206"
         }
       },
       {
@@ -1745,12 +4037,12 @@
             ""
           ],
           "patching_rect": [
-            860,
-            850.0,
+            1895,
+            742.0,
             168.0,
             22.0
           ],
-          "id": "obj-92"
+          "id": "obj-207"
         }
       },
       {
@@ -1763,12 +4055,12 @@
             ""
           ],
           "patching_rect": [
-            710,
-            878.0,
+            1745,
+            770.0,
             54.0,
             22.0
           ],
-          "id": "obj-93"
+          "id": "obj-208"
         }
       },
       {
@@ -1781,12 +4073,12 @@
             ""
           ],
           "patching_rect": [
-            772.0,
-            878.0,
+            1807.0,
+            770.0,
             40.0,
             22.0
           ],
-          "id": "obj-94"
+          "id": "obj-209"
         }
       },
       {
@@ -1799,12 +4091,12 @@
             ""
           ],
           "patching_rect": [
-            820.0,
-            878.0,
+            1855.0,
+            770.0,
             47.0,
             22.0
           ],
-          "id": "obj-95"
+          "id": "obj-210"
         }
       },
       {
@@ -1817,12 +4109,12 @@
             ""
           ],
           "patching_rect": [
-            875.0,
-            878.0,
+            1910.0,
+            770.0,
             33.0,
             22.0
           ],
-          "id": "obj-96"
+          "id": "obj-211"
         }
       },
       {
@@ -1835,12 +4127,12 @@
             ""
           ],
           "patching_rect": [
-            916.0,
-            878.0,
+            1951.0,
+            770.0,
             47.0,
             22.0
           ],
-          "id": "obj-97"
+          "id": "obj-212"
         }
       },
       {
@@ -1853,12 +4145,12 @@
             ""
           ],
           "patching_rect": [
-            971.0,
-            878.0,
+            2006.0,
+            770.0,
             47.0,
             22.0
           ],
-          "id": "obj-98"
+          "id": "obj-213"
         }
       },
       {
@@ -1871,12 +4163,12 @@
             ""
           ],
           "patching_rect": [
-            710,
-            904.0,
+            1745,
+            796.0,
             40.0,
             22.0
           ],
-          "id": "obj-99"
+          "id": "obj-214"
         }
       },
       {
@@ -1889,12 +4181,12 @@
             ""
           ],
           "patching_rect": [
-            758.0,
-            904.0,
+            1793.0,
+            796.0,
             40.0,
             22.0
           ],
-          "id": "obj-100"
+          "id": "obj-215"
         }
       },
       {
@@ -1907,12 +4199,12 @@
             ""
           ],
           "patching_rect": [
-            806.0,
-            904.0,
+            1841.0,
+            796.0,
             75.0,
             22.0
           ],
-          "id": "obj-101"
+          "id": "obj-216"
         }
       },
       {
@@ -1925,12 +4217,12 @@
             ""
           ],
           "patching_rect": [
-            889.0,
-            904.0,
+            1924.0,
+            796.0,
             110.0,
             22.0
           ],
-          "id": "obj-102"
+          "id": "obj-217"
         }
       },
       {
@@ -1943,12 +4235,12 @@
             ""
           ],
           "patching_rect": [
-            710,
-            930.0,
+            1745,
+            822.0,
             54.0,
             22.0
           ],
-          "id": "obj-103"
+          "id": "obj-218"
         }
       },
       {
@@ -1958,12 +4250,12 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1055,
+            2090,
             110,
             300,
             20.0
           ],
-          "id": "obj-104",
+          "id": "obj-219",
           "fontface": 1
         }
       },
@@ -1974,13 +4266,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1055,
+            2090,
             136.0,
             320,
             48.0
           ],
           "linecount": 3,
-          "id": "obj-105"
+          "id": "obj-220"
         }
       },
       {
@@ -1993,12 +4285,12 @@
             ""
           ],
           "patching_rect": [
-            1055,
+            2090,
             188.0,
             110.0,
             22.0
           ],
-          "id": "obj-106"
+          "id": "obj-221"
         }
       },
       {
@@ -2011,12 +4303,12 @@
             ""
           ],
           "patching_rect": [
-            1215,
+            2250,
             188.0,
             168.0,
             22.0
           ],
-          "id": "obj-107"
+          "id": "obj-222"
         }
       },
       {
@@ -2026,13 +4318,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1055,
+            2090,
             238.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-108"
+          "id": "obj-223"
         }
       },
       {
@@ -2048,7 +4340,7 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1055,
+            2090,
             276.0,
             200.0,
             22.0
@@ -2056,7 +4348,7 @@
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-109"
+          "id": "obj-224"
         }
       },
       {
@@ -2070,12 +4362,12 @@
             ""
           ],
           "patching_rect": [
-            1055,
+            2090,
             304.0,
             84.0,
             22.0
           ],
-          "id": "obj-110"
+          "id": "obj-225"
         }
       },
       {
@@ -2088,12 +4380,12 @@
             ""
           ],
           "patching_rect": [
-            1135,
+            2170,
             304.0,
             70.0,
             22.0
           ],
-          "id": "obj-111"
+          "id": "obj-226"
         }
       },
       {
@@ -2106,12 +4398,12 @@
             ""
           ],
           "patching_rect": [
-            1205,
+            2240,
             304.0,
             217.0,
             22.0
           ],
-          "id": "obj-112"
+          "id": "obj-227"
         }
       },
       {
@@ -2121,13 +4413,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1260,
+            2295,
             276.0,
             90,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-113"
+          "id": "obj-228"
         }
       },
       {
@@ -2137,13 +4429,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1055,
+            2090,
             346.0,
             320,
             48.0
           ],
           "linecount": 3,
-          "id": "obj-114"
+          "id": "obj-229"
         }
       },
       {
@@ -2156,12 +4448,12 @@
             ""
           ],
           "patching_rect": [
-            1055,
+            2090,
             398.0,
             173.0,
             22.0
           ],
-          "id": "obj-115"
+          "id": "obj-230"
         }
       },
       {
@@ -2174,12 +4466,12 @@
             ""
           ],
           "patching_rect": [
-            1215,
+            2250,
             398.0,
             175.0,
             22.0
           ],
-          "id": "obj-116"
+          "id": "obj-231"
         }
       },
       {
@@ -2189,13 +4481,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1055,
+            2090,
             448.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-117"
+          "id": "obj-232"
         }
       },
       {
@@ -2211,7 +4503,7 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1055,
+            2090,
             486.0,
             200.0,
             22.0
@@ -2219,7 +4511,7 @@
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-118"
+          "id": "obj-233"
         }
       },
       {
@@ -2233,12 +4525,12 @@
             ""
           ],
           "patching_rect": [
-            1055,
+            2090,
             514.0,
             84.0,
             22.0
           ],
-          "id": "obj-119"
+          "id": "obj-234"
         }
       },
       {
@@ -2251,12 +4543,12 @@
             ""
           ],
           "patching_rect": [
-            1135,
+            2170,
             514.0,
             70.0,
             22.0
           ],
-          "id": "obj-120"
+          "id": "obj-235"
         }
       },
       {
@@ -2269,12 +4561,12 @@
             ""
           ],
           "patching_rect": [
-            1205,
+            2240,
             514.0,
             224.0,
             22.0
           ],
-          "id": "obj-121"
+          "id": "obj-236"
         }
       },
       {
@@ -2284,13 +4576,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1260,
+            2295,
             486.0,
             90,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-122"
+          "id": "obj-237"
         }
       },
       {
@@ -2308,7 +4600,7 @@
             40.0,
             22.0
           ],
-          "id": "obj-123"
+          "id": "obj-238"
         }
       },
       {
@@ -2326,7 +4618,7 @@
             196.0,
             22.0
           ],
-          "id": "obj-124"
+          "id": "obj-239"
         }
       },
       {
@@ -2336,12 +4628,12 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             110,
             300,
             20.0
           ],
-          "id": "obj-125",
+          "id": "obj-240",
           "fontface": 1
         }
       },
@@ -2355,12 +4647,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             136,
             119.0,
             22.0
           ],
-          "id": "obj-126"
+          "id": "obj-241"
         }
       },
       {
@@ -2385,13 +4677,13 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             166,
             320,
             92.0
           ],
           "linecount": 6,
-          "id": "obj-127"
+          "id": "obj-242"
         }
       },
       {
@@ -2401,13 +4693,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             266.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-128"
+          "id": "obj-243"
         }
       },
       {
@@ -2417,13 +4709,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             300.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-129"
+          "id": "obj-244"
         }
       },
       {
@@ -2437,7 +4729,7 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1415,
+            2450,
             338.0,
             192.0,
             80.0
@@ -2450,7 +4742,7 @@
           "contdata": 1,
           "setstyle": 1,
           "ignoreclick": 1,
-          "id": "obj-130"
+          "id": "obj-245"
         }
       },
       {
@@ -2460,13 +4752,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             446.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-131"
+          "id": "obj-246"
         }
       },
       {
@@ -2480,12 +4772,12 @@
             "float"
           ],
           "patching_rect": [
-            1415,
+            2450,
             484.0,
             84.0,
             22.0
           ],
-          "id": "obj-132"
+          "id": "obj-247"
         }
       },
       {
@@ -2499,13 +4791,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1415,
+            2450,
             520.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-133"
+          "id": "obj-248"
         }
       },
       {
@@ -2519,13 +4811,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1467,
+            2502,
             520.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-134"
+          "id": "obj-249"
         }
       },
       {
@@ -2535,13 +4827,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             558.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-135"
+          "id": "obj-250"
         }
       },
       {
@@ -2555,12 +4847,12 @@
             "float"
           ],
           "patching_rect": [
-            1415,
+            2450,
             596.0,
             84.0,
             22.0
           ],
-          "id": "obj-136"
+          "id": "obj-251"
         }
       },
       {
@@ -2574,13 +4866,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1415,
+            2450,
             632.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-137"
+          "id": "obj-252"
         }
       },
       {
@@ -2594,13 +4886,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1467,
+            2502,
             632.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-138"
+          "id": "obj-253"
         }
       },
       {
@@ -2614,7 +4906,7 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1415,
+            2450,
             662.0,
             40.0,
             70.0
@@ -2626,7 +4918,7 @@
           "size": 2,
           "setstyle": 1,
           "ignoreclick": 1,
-          "id": "obj-139"
+          "id": "obj-254"
         }
       },
       {
@@ -2636,12 +4928,12 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1465,
+            2500,
             682.0,
             150,
             20.0
           ],
-          "id": "obj-140"
+          "id": "obj-255"
         }
       },
       {
@@ -2651,13 +4943,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             750.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-141"
+          "id": "obj-256"
         }
       },
       {
@@ -2671,13 +4963,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1415,
+            2450,
             788.0,
             60.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-142"
+          "id": "obj-257"
         }
       },
       {
@@ -2687,13 +4979,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             832.0,
             320,
             62.0
           ],
           "linecount": 4,
-          "id": "obj-143"
+          "id": "obj-258"
         }
       },
       {
@@ -2711,12 +5003,12 @@
             "float"
           ],
           "patching_rect": [
-            1415,
+            2450,
             898.0,
             140.0,
             22.0
           ],
-          "id": "obj-144"
+          "id": "obj-259"
         }
       },
       {
@@ -2730,13 +5022,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1415,
+            2450,
             934.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-145"
+          "id": "obj-260"
         }
       },
       {
@@ -2750,13 +5042,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1467,
+            2502,
             934.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-146"
+          "id": "obj-261"
         }
       },
       {
@@ -2770,13 +5062,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1519,
+            2554,
             934.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-147"
+          "id": "obj-262"
         }
       },
       {
@@ -2790,13 +5082,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1571,
+            2606,
             934.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-148"
+          "id": "obj-263"
         }
       },
       {
@@ -2810,13 +5102,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1623,
+            2658,
             934.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-149"
+          "id": "obj-264"
         }
       },
       {
@@ -2830,13 +5122,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1675,
+            2710,
             934.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-150"
+          "id": "obj-265"
         }
       },
       {
@@ -2846,13 +5138,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             972.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-151"
+          "id": "obj-266"
         }
       },
       {
@@ -2866,12 +5158,12 @@
             "float"
           ],
           "patching_rect": [
-            1415,
+            2450,
             1010.0,
             84.0,
             22.0
           ],
-          "id": "obj-152"
+          "id": "obj-267"
         }
       },
       {
@@ -2885,13 +5177,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1415,
+            2450,
             1046.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-153"
+          "id": "obj-268"
         }
       },
       {
@@ -2905,13 +5197,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1467,
+            2502,
             1046.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-154"
+          "id": "obj-269"
         }
       },
       {
@@ -2921,13 +5213,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             1084.0,
             320,
             48.0
           ],
           "linecount": 3,
-          "id": "obj-155"
+          "id": "obj-270"
         }
       },
       {
@@ -2940,12 +5232,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1136.0,
             91.0,
             22.0
           ],
-          "id": "obj-156"
+          "id": "obj-271"
         }
       },
       {
@@ -2958,12 +5250,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1172.0,
             310,
             22.0
           ],
-          "id": "obj-157"
+          "id": "obj-272"
         }
       },
       {
@@ -2973,13 +5265,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             1210.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-158"
+          "id": "obj-273"
         }
       },
       {
@@ -2992,12 +5284,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1248.0,
             91.0,
             22.0
           ],
-          "id": "obj-159"
+          "id": "obj-274"
         }
       },
       {
@@ -3010,12 +5302,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1284.0,
             310,
             22.0
           ],
-          "id": "obj-160"
+          "id": "obj-275"
         }
       },
       {
@@ -3025,12 +5317,12 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             1322.0,
             320,
             20.0
           ],
-          "id": "obj-161"
+          "id": "obj-276"
         }
       },
       {
@@ -3043,12 +5335,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1346.0,
             91.0,
             22.0
           ],
-          "id": "obj-162"
+          "id": "obj-277"
         }
       },
       {
@@ -3061,12 +5353,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1382.0,
             310,
             22.0
           ],
-          "id": "obj-163"
+          "id": "obj-278"
         }
       },
       {
@@ -3076,13 +5368,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             1420.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-164"
+          "id": "obj-279"
         }
       },
       {
@@ -3095,12 +5387,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1458.0,
             91.0,
             22.0
           ],
-          "id": "obj-165"
+          "id": "obj-280"
         }
       },
       {
@@ -3113,12 +5405,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1494.0,
             310,
             22.0
           ],
-          "id": "obj-166"
+          "id": "obj-281"
         }
       },
       {
@@ -3128,12 +5420,12 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             1532.0,
             320,
             20.0
           ],
-          "id": "obj-167"
+          "id": "obj-282"
         }
       },
       {
@@ -3146,12 +5438,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1556.0,
             91.0,
             22.0
           ],
-          "id": "obj-168"
+          "id": "obj-283"
         }
       },
       {
@@ -3164,12 +5456,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1592.0,
             310,
             22.0
           ],
-          "id": "obj-169"
+          "id": "obj-284"
         }
       },
       {
@@ -3179,13 +5471,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1415,
+            2450,
             1630.0,
             320,
             76.0
           ],
           "linecount": 5,
-          "id": "obj-170"
+          "id": "obj-285"
         }
       },
       {
@@ -3198,12 +5490,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1710.0,
             91.0,
             22.0
           ],
-          "id": "obj-171"
+          "id": "obj-286"
         }
       },
       {
@@ -3216,12 +5508,12 @@
             ""
           ],
           "patching_rect": [
-            1415,
+            2450,
             1746.0,
             310,
             22.0
           ],
-          "id": "obj-172"
+          "id": "obj-287"
         }
       },
       {
@@ -3232,12 +5524,12 @@
           "numoutlets": 0,
           "outlettype": [],
           "patching_rect": [
-            1415,
+            2450,
             1784.0,
             168.0,
             22.0
           ],
-          "id": "obj-173"
+          "id": "obj-288"
         }
       }
     ],
@@ -3905,18 +6197,6 @@
       {
         "patchline": {
           "source": [
-            "obj-61",
-            0
-          ],
-          "destination": [
-            "obj-2",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
             "obj-58",
             0
           ],
@@ -3929,7 +6209,7 @@
       {
         "patchline": {
           "source": [
-            "obj-59",
+            "obj-4",
             0
           ],
           "destination": [
@@ -3945,7 +6225,115 @@
             0
           ],
           "destination": [
+            "obj-58",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-60",
+            0
+          ],
+          "destination": [
+            "obj-59",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-61",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-59",
+            0
+          ],
+          "destination": [
+            "obj-61",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-4",
+            0
+          ],
+          "destination": [
+            "obj-64",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-64",
+            0
+          ],
+          "destination": [
+            "obj-63",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-63",
+            0
+          ],
+          "destination": [
+            "obj-65",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-65",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-64",
+            0
+          ],
+          "destination": [
+            "obj-66",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-66",
+            0
+          ],
+          "destination": [
+            "obj-67",
             0
           ]
         }
@@ -3969,7 +6357,7 @@
             0
           ],
           "destination": [
-            "obj-65",
+            "obj-68",
             0
           ]
         }
@@ -3977,11 +6365,11 @@
       {
         "patchline": {
           "source": [
-            "obj-65",
+            "obj-68",
             0
           ],
           "destination": [
-            "obj-66",
+            "obj-69",
             0
           ]
         }
@@ -3989,23 +6377,23 @@
       {
         "patchline": {
           "source": [
-            "obj-66",
-            0
-          ],
-          "destination": [
-            "obj-67",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-73",
+            "obj-69",
             0
           ],
           "destination": [
             "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-64",
+            0
+          ],
+          "destination": [
+            "obj-70",
             0
           ]
         }
@@ -4029,6 +6417,18 @@
             0
           ],
           "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-64",
+            0
+          ],
+          "destination": [
             "obj-72",
             0
           ]
@@ -4042,6 +6442,30 @@
           ],
           "destination": [
             "obj-73",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-73",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-64",
+            0
+          ],
+          "destination": [
+            "obj-74",
             0
           ]
         }
@@ -4053,7 +6477,7 @@
             0
           ],
           "destination": [
-            "obj-73",
+            "obj-75",
             0
           ]
         }
@@ -4065,7 +6489,7 @@
             0
           ],
           "destination": [
-            "obj-73",
+            "obj-2",
             0
           ]
         }
@@ -4073,11 +6497,23 @@
       {
         "patchline": {
           "source": [
-            "obj-78",
+            "obj-64",
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-76",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-76",
+            0
+          ],
+          "destination": [
+            "obj-77",
             0
           ]
         }
@@ -4089,6 +6525,18 @@
             0
           ],
           "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-64",
+            0
+          ],
+          "destination": [
             "obj-78",
             0
           ]
@@ -4097,11 +6545,23 @@
       {
         "patchline": {
           "source": [
-            "obj-81",
+            "obj-78",
             0
           ],
           "destination": [
-            "obj-80",
+            "obj-79",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-79",
+            0
+          ],
+          "destination": [
+            "obj-2",
             0
           ]
         }
@@ -4121,11 +6581,23 @@
       {
         "patchline": {
           "source": [
-            "obj-80",
+            "obj-81",
             0
           ],
           "destination": [
             "obj-82",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-4",
+            0
+          ],
+          "destination": [
+            "obj-85",
             0
           ]
         }
@@ -4145,18 +6617,6 @@
       {
         "patchline": {
           "source": [
-            "obj-86",
-            0
-          ],
-          "destination": [
-            "obj-2",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
             "obj-84",
             0
           ],
@@ -4169,11 +6629,59 @@
       {
         "patchline": {
           "source": [
-            "obj-92",
+            "obj-86",
             0
           ],
           "destination": [
             "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-85",
+            0
+          ],
+          "destination": [
+            "obj-87",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-87",
+            0
+          ],
+          "destination": [
+            "obj-88",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-88",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-85",
+            0
+          ],
+          "destination": [
+            "obj-89",
             0
           ]
         }
@@ -4197,6 +6705,18 @@
             0
           ],
           "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-85",
+            0
+          ],
+          "destination": [
             "obj-91",
             0
           ]
@@ -4210,6 +6730,30 @@
           ],
           "destination": [
             "obj-92",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-92",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-85",
+            0
+          ],
+          "destination": [
+            "obj-93",
             0
           ]
         }
@@ -4221,7 +6765,7 @@
             0
           ],
           "destination": [
-            "obj-92",
+            "obj-94",
             0
           ]
         }
@@ -4233,7 +6777,19 @@
             0
           ],
           "destination": [
-            "obj-92",
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-85",
+            0
+          ],
+          "destination": [
+            "obj-95",
             0
           ]
         }
@@ -4245,7 +6801,7 @@
             0
           ],
           "destination": [
-            "obj-92",
+            "obj-96",
             0
           ]
         }
@@ -4257,7 +6813,19 @@
             0
           ],
           "destination": [
-            "obj-92",
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-85",
+            0
+          ],
+          "destination": [
+            "obj-97",
             0
           ]
         }
@@ -4269,7 +6837,7 @@
             0
           ],
           "destination": [
-            "obj-92",
+            "obj-98",
             0
           ]
         }
@@ -4281,7 +6849,19 @@
             0
           ],
           "destination": [
-            "obj-92",
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-85",
+            0
+          ],
+          "destination": [
+            "obj-99",
             0
           ]
         }
@@ -4293,7 +6873,7 @@
             0
           ],
           "destination": [
-            "obj-92",
+            "obj-100",
             0
           ]
         }
@@ -4305,31 +6885,7 @@
             0
           ],
           "destination": [
-            "obj-92",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-101",
-            0
-          ],
-          "destination": [
-            "obj-92",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-102",
-            0
-          ],
-          "destination": [
-            "obj-92",
+            "obj-2",
             0
           ]
         }
@@ -4341,7 +6897,55 @@
             0
           ],
           "destination": [
-            "obj-92",
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-102",
+            0
+          ],
+          "destination": [
+            "obj-103",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-4",
+            0
+          ],
+          "destination": [
+            "obj-106",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-106",
+            0
+          ],
+          "destination": [
+            "obj-105",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-105",
+            0
+          ],
+          "destination": [
+            "obj-107",
             0
           ]
         }
@@ -4365,7 +6969,7 @@
             0
           ],
           "destination": [
-            "obj-107",
+            "obj-108",
             0
           ]
         }
@@ -4373,11 +6977,11 @@
       {
         "patchline": {
           "source": [
-            "obj-112",
+            "obj-108",
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-109",
             0
           ]
         }
@@ -4389,6 +6993,18 @@
             0
           ],
           "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-106",
+            0
+          ],
+          "destination": [
             "obj-110",
             0
           ]
@@ -4410,6 +7026,18 @@
         "patchline": {
           "source": [
             "obj-111",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-106",
             0
           ],
           "destination": [
@@ -4421,11 +7049,47 @@
       {
         "patchline": {
           "source": [
-            "obj-116",
+            "obj-112",
+            0
+          ],
+          "destination": [
+            "obj-113",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-113",
             0
           ],
           "destination": [
             "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-106",
+            0
+          ],
+          "destination": [
+            "obj-114",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-114",
+            0
+          ],
+          "destination": [
+            "obj-115",
             0
           ]
         }
@@ -4437,6 +7101,18 @@
             0
           ],
           "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-106",
+            0
+          ],
+          "destination": [
             "obj-116",
             0
           ]
@@ -4445,11 +7121,35 @@
       {
         "patchline": {
           "source": [
-            "obj-121",
+            "obj-116",
+            0
+          ],
+          "destination": [
+            "obj-117",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-117",
             0
           ],
           "destination": [
             "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-106",
+            0
+          ],
+          "destination": [
+            "obj-118",
             0
           ]
         }
@@ -4473,6 +7173,18 @@
             0
           ],
           "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-106",
+            0
+          ],
+          "destination": [
             "obj-120",
             0
           ]
@@ -4493,23 +7205,11 @@
       {
         "patchline": {
           "source": [
-            "obj-4",
+            "obj-121",
             0
           ],
           "destination": [
-            "obj-123",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-123",
-            0
-          ],
-          "destination": [
-            "obj-124",
+            "obj-2",
             0
           ]
         }
@@ -4529,7 +7229,19 @@
       {
         "patchline": {
           "source": [
-            "obj-126",
+            "obj-123",
+            0
+          ],
+          "destination": [
+            "obj-124",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-4",
             0
           ],
           "destination": [
@@ -4542,6 +7254,54 @@
         "patchline": {
           "source": [
             "obj-127",
+            0
+          ],
+          "destination": [
+            "obj-126",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-126",
+            0
+          ],
+          "destination": [
+            "obj-128",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-128",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
+            0
+          ],
+          "destination": [
+            "obj-129",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-129",
             0
           ],
           "destination": [
@@ -4553,7 +7313,55 @@
       {
         "patchline": {
           "source": [
+            "obj-130",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
+            0
+          ],
+          "destination": [
+            "obj-131",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-131",
+            0
+          ],
+          "destination": [
             "obj-132",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-132",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
             0
           ],
           "destination": [
@@ -4565,8 +7373,8 @@
       {
         "patchline": {
           "source": [
-            "obj-132",
-            1
+            "obj-133",
+            0
           ],
           "destination": [
             "obj-134",
@@ -4577,11 +7385,35 @@
       {
         "patchline": {
           "source": [
-            "obj-127",
-            1
+            "obj-134",
+            0
           ],
           "destination": [
-            "obj-132",
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
+            0
+          ],
+          "destination": [
+            "obj-135",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-135",
+            0
+          ],
+          "destination": [
+            "obj-136",
             0
           ]
         }
@@ -4590,6 +7422,18 @@
         "patchline": {
           "source": [
             "obj-136",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-127",
             0
           ],
           "destination": [
@@ -4601,8 +7445,8 @@
       {
         "patchline": {
           "source": [
-            "obj-136",
-            1
+            "obj-137",
+            0
           ],
           "destination": [
             "obj-138",
@@ -4613,11 +7457,11 @@
       {
         "patchline": {
           "source": [
-            "obj-127",
-            2
+            "obj-138",
+            0
           ],
           "destination": [
-            "obj-136",
+            "obj-2",
             0
           ]
         }
@@ -4626,7 +7470,7 @@
         "patchline": {
           "source": [
             "obj-127",
-            2
+            0
           ],
           "destination": [
             "obj-139",
@@ -4637,11 +7481,59 @@
       {
         "patchline": {
           "source": [
+            "obj-139",
+            0
+          ],
+          "destination": [
+            "obj-140",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-140",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-127",
-            3
+            0
+          ],
+          "destination": [
+            "obj-141",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-141",
+            0
           ],
           "destination": [
             "obj-142",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-142",
+            0
+          ],
+          "destination": [
+            "obj-2",
             0
           ]
         }
@@ -4661,8 +7553,8 @@
       {
         "patchline": {
           "source": [
-            "obj-144",
-            1
+            "obj-4",
+            0
           ],
           "destination": [
             "obj-146",
@@ -4673,8 +7565,44 @@
       {
         "patchline": {
           "source": [
+            "obj-146",
+            0
+          ],
+          "destination": [
             "obj-144",
-            2
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-146",
+            0
+          ],
+          "destination": [
+            "obj-145",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-147",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-145",
+            0
           ],
           "destination": [
             "obj-147",
@@ -4685,32 +7613,8 @@
       {
         "patchline": {
           "source": [
-            "obj-144",
-            3
-          ],
-          "destination": [
-            "obj-148",
+            "obj-4",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-144",
-            4
-          ],
-          "destination": [
-            "obj-149",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-144",
-            5
           ],
           "destination": [
             "obj-150",
@@ -4721,11 +7625,47 @@
       {
         "patchline": {
           "source": [
-            "obj-127",
-            4
+            "obj-150",
+            0
           ],
           "destination": [
-            "obj-144",
+            "obj-149",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-149",
+            0
+          ],
+          "destination": [
+            "obj-151",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-151",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-150",
+            0
+          ],
+          "destination": [
+            "obj-152",
             0
           ]
         }
@@ -4745,8 +7685,20 @@
       {
         "patchline": {
           "source": [
-            "obj-152",
-            1
+            "obj-153",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-150",
+            0
           ],
           "destination": [
             "obj-154",
@@ -4757,11 +7709,11 @@
       {
         "patchline": {
           "source": [
-            "obj-127",
-            5
+            "obj-154",
+            0
           ],
           "destination": [
-            "obj-152",
+            "obj-155",
             0
           ]
         }
@@ -4769,8 +7721,20 @@
       {
         "patchline": {
           "source": [
-            "obj-127",
-            6
+            "obj-155",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-150",
+            0
           ],
           "destination": [
             "obj-156",
@@ -4793,8 +7757,32 @@
       {
         "patchline": {
           "source": [
-            "obj-127",
-            7
+            "obj-157",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-150",
+            0
+          ],
+          "destination": [
+            "obj-158",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-158",
+            0
           ],
           "destination": [
             "obj-159",
@@ -4806,6 +7794,18 @@
         "patchline": {
           "source": [
             "obj-159",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-150",
             0
           ],
           "destination": [
@@ -4817,8 +7817,32 @@
       {
         "patchline": {
           "source": [
-            "obj-127",
-            8
+            "obj-160",
+            0
+          ],
+          "destination": [
+            "obj-161",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-161",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-150",
+            0
           ],
           "destination": [
             "obj-162",
@@ -4841,8 +7865,32 @@
       {
         "patchline": {
           "source": [
-            "obj-127",
-            9
+            "obj-163",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-150",
+            0
+          ],
+          "destination": [
+            "obj-164",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-164",
+            0
           ],
           "destination": [
             "obj-165",
@@ -4857,7 +7905,7 @@
             0
           ],
           "destination": [
-            "obj-166",
+            "obj-2",
             0
           ]
         }
@@ -4865,8 +7913,8 @@
       {
         "patchline": {
           "source": [
-            "obj-127",
-            10
+            "obj-167",
+            0
           ],
           "destination": [
             "obj-168",
@@ -4877,7 +7925,7 @@
       {
         "patchline": {
           "source": [
-            "obj-168",
+            "obj-4",
             0
           ],
           "destination": [
@@ -4889,11 +7937,1043 @@
       {
         "patchline": {
           "source": [
-            "obj-127",
+            "obj-169",
+            0
+          ],
+          "destination": [
+            "obj-167",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-169",
+            0
+          ],
+          "destination": [
+            "obj-168",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-170",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-168",
+            0
+          ],
+          "destination": [
+            "obj-170",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-176",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-173",
+            0
+          ],
+          "destination": [
+            "obj-174",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-174",
+            0
+          ],
+          "destination": [
+            "obj-175",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-175",
+            0
+          ],
+          "destination": [
+            "obj-176",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-182",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-179",
+            0
+          ],
+          "destination": [
+            "obj-180",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-180",
+            0
+          ],
+          "destination": [
+            "obj-181",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-181",
+            0
+          ],
+          "destination": [
+            "obj-182",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-188",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-185",
+            0
+          ],
+          "destination": [
+            "obj-186",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-186",
+            0
+          ],
+          "destination": [
+            "obj-187",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-187",
+            0
+          ],
+          "destination": [
+            "obj-188",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-189",
+            0
+          ],
+          "destination": [
+            "obj-188",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-190",
+            0
+          ],
+          "destination": [
+            "obj-188",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-193",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-192",
+            0
+          ],
+          "destination": [
+            "obj-193",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-196",
+            0
+          ],
+          "destination": [
+            "obj-195",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-197",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-195",
+            0
+          ],
+          "destination": [
+            "obj-197",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-200",
+            0
+          ],
+          "destination": [
+            "obj-199",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-201",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-199",
+            0
+          ],
+          "destination": [
+            "obj-201",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-207",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-204",
+            0
+          ],
+          "destination": [
+            "obj-205",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-205",
+            0
+          ],
+          "destination": [
+            "obj-206",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-206",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-208",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-209",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-210",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-211",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-212",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-213",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-214",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-215",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-216",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-217",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-218",
+            0
+          ],
+          "destination": [
+            "obj-207",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-222",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-221",
+            0
+          ],
+          "destination": [
+            "obj-222",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-227",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-224",
+            0
+          ],
+          "destination": [
+            "obj-225",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-225",
+            0
+          ],
+          "destination": [
+            "obj-226",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-226",
+            0
+          ],
+          "destination": [
+            "obj-227",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-231",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-230",
+            0
+          ],
+          "destination": [
+            "obj-231",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-236",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-233",
+            0
+          ],
+          "destination": [
+            "obj-234",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-234",
+            0
+          ],
+          "destination": [
+            "obj-235",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-235",
+            0
+          ],
+          "destination": [
+            "obj-236",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-4",
+            0
+          ],
+          "destination": [
+            "obj-238",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-238",
+            0
+          ],
+          "destination": [
+            "obj-239",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-239",
+            0
+          ],
+          "destination": [
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-241",
+            0
+          ],
+          "destination": [
+            "obj-242",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            0
+          ],
+          "destination": [
+            "obj-245",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-247",
+            0
+          ],
+          "destination": [
+            "obj-248",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-247",
+            1
+          ],
+          "destination": [
+            "obj-249",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            1
+          ],
+          "destination": [
+            "obj-247",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-251",
+            0
+          ],
+          "destination": [
+            "obj-252",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-251",
+            1
+          ],
+          "destination": [
+            "obj-253",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            2
+          ],
+          "destination": [
+            "obj-251",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            2
+          ],
+          "destination": [
+            "obj-254",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            3
+          ],
+          "destination": [
+            "obj-257",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-259",
+            0
+          ],
+          "destination": [
+            "obj-260",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-259",
+            1
+          ],
+          "destination": [
+            "obj-261",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-259",
+            2
+          ],
+          "destination": [
+            "obj-262",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-259",
+            3
+          ],
+          "destination": [
+            "obj-263",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-259",
+            4
+          ],
+          "destination": [
+            "obj-264",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-259",
+            5
+          ],
+          "destination": [
+            "obj-265",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            4
+          ],
+          "destination": [
+            "obj-259",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-267",
+            0
+          ],
+          "destination": [
+            "obj-268",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-267",
+            1
+          ],
+          "destination": [
+            "obj-269",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            5
+          ],
+          "destination": [
+            "obj-267",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            6
+          ],
+          "destination": [
+            "obj-271",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-271",
+            0
+          ],
+          "destination": [
+            "obj-272",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            7
+          ],
+          "destination": [
+            "obj-274",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-274",
+            0
+          ],
+          "destination": [
+            "obj-275",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            8
+          ],
+          "destination": [
+            "obj-277",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-277",
+            0
+          ],
+          "destination": [
+            "obj-278",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            9
+          ],
+          "destination": [
+            "obj-280",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-280",
+            0
+          ],
+          "destination": [
+            "obj-281",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            10
+          ],
+          "destination": [
+            "obj-283",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-283",
+            0
+          ],
+          "destination": [
+            "obj-284",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
             11
           ],
           "destination": [
-            "obj-171",
+            "obj-286",
             0
           ]
         }
@@ -4901,11 +8981,11 @@
       {
         "patchline": {
           "source": [
-            "obj-171",
+            "obj-286",
             0
           ],
           "destination": [
-            "obj-172",
+            "obj-287",
             0
           ]
         }
@@ -4913,11 +8993,11 @@
       {
         "patchline": {
           "source": [
-            "obj-127",
+            "obj-242",
             12
           ],
           "destination": [
-            "obj-173",
+            "obj-288",
             0
           ]
         }
