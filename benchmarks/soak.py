@@ -35,6 +35,9 @@ def main() -> None:
     ap.add_argument("--prebuffer", type=int, default=1024)
     ap.add_argument("--no-neighbour", action="store_true")
     ap.add_argument(
+        "--input", default="", help="DEVICE:CHANNELS: duplex, the model listens (patch listen)"
+    )
+    ap.add_argument(
         "--in-process", action="store_true", help="decode worker on a thread of this process"
     )
     args = ap.parse_args()
@@ -43,15 +46,18 @@ def main() -> None:
 
     from instrument.control.live import LiveConfig, LiveEngine, OutputSpec, WorkerSpec
 
+    in_device, _, in_channels = args.input.rpartition(":")
     spec = WorkerSpec(
         model=args.model,
-        patch="default",
+        patch="listen" if args.input else "default",
         prebuffer=args.prebuffer,
         output=OutputSpec(
             kind="device",
             device="system JACK",
             blocksize=args.blocksize,
             capacity=args.prebuffer + 8192 + 256,
+            input_device=in_device or None,
+            input_channels=int(in_channels) if args.input else 0,
         ),
     )
     cfg = LiveConfig(samplerate=0, blocksize=args.blocksize, prebuffer=args.prebuffer, osc_port=0)
@@ -91,6 +97,8 @@ def main() -> None:
         json.dumps(
             {
                 "mode": "in-process thread" if args.in_process else "decode process",
+                "duplex_input": engine.snap.input_note if engine.snap else "",
+                "input_overruns": engine.snap.input_overruns if engine.snap else 0,
                 "seconds": args.seconds,
                 "blocksize": args.blocksize,
                 "prebuffer": args.prebuffer,

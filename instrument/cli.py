@@ -29,6 +29,19 @@ def _host_port(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def _input_spec(text: str) -> tuple[str | None, int]:
+    """``DEVICE[:CHANNELS]`` → (device, channels); a number or a name substring, 1 channel by
+    default; an empty DEVICE (``:2``) is the default input."""
+    device, sep, tail = text.rpartition(":")
+    if sep and tail.strip().isdigit():
+        channels = int(tail)
+        if channels < 1:
+            raise argparse.ArgumentTypeError(f"--input channels must be at least 1, got {tail!r}")
+    else:
+        device, channels = text, 1
+    return (device.strip() or None), channels
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -54,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-i",
         "--input",
+        type=_input_spec,
         metavar="DEVICE[:CHANNELS]",
         help="listen to this input device (number or name substring; CHANNELS default 1): "
         "the model encodes it and the patch's [listen] table mixes it in (patches/listen.toml)",
@@ -219,14 +233,23 @@ def status_line(snap: EngineSnapshot) -> str:
     )
     terms = snap.terms
     sr = snap.samplerate
-    budget = " + ".join(f"{k} {v:.1f}" for k, v in terms.items() if math.isfinite(v))
+    control = {k: v for k, v in terms.items() if k != "input"}
+    budget = " + ".join(f"{k} {v:.1f}" for k, v in control.items() if math.isfinite(v))
     model_delay = "" if math.isfinite(terms.get("model", math.nan)) else " + model delay unknown"
-    total = sum(v for v in terms.values() if math.isfinite(v))
+    total = sum(v for v in control.values() if math.isfinite(v))
     rs = f" → {sr} Hz (resampled)" if sr != model_sr else ""
-    return (
+    line = (
         f"Sillage: model {name} ({model_sr} Hz{rs}, ratio {ratio}, latent {latent}, "
         f"{'stereo' if channels == 2 else 'mono'})  latency budget ≤ {total:.1f} ms = {budget}{model_delay}"
     )
+    if "input" in terms:
+        # input → sound: the input term (device in + block + one encoder frame) replaces the
+        # wait for a control event's frame boundary
+        heard = {"input": terms["input"], **{k: v for k, v in control.items() if k != "frame_wait"}}
+        listen_total = sum(v for v in heard.values() if math.isfinite(v))
+        listen_budget = " + ".join(f"{k} {v:.1f}" for k, v in heard.items() if math.isfinite(v))
+        line += f"\nSillage: input → sound ≤ {listen_total:.1f} ms = {listen_budget}{model_delay}"
+    return line
 
 
 def _file_seconds(path: str) -> float:
@@ -246,6 +269,8 @@ def run_offline(args: argparse.Namespace) -> int:
     from instrument.link.events import read_score
     from instrument.metrics import Metrics, Reporter
 
+    if args.input and not args.realtime:
+        raise UserError("--input listens to a device live; offline, give --input-file IN.wav")
     if args.input_file and args.seconds is None and not args.realtime:
         args.seconds = _file_seconds(args.input_file)
     if args.seconds is None or not args.seconds > 0:
@@ -340,6 +365,7 @@ def _spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> A
     resolve(args.patch)
     the_map = map_path(args.map, model)
     blocksize = args.blocksize if kind == "device" else (args.blocksize or 256)
+    in_device, in_channels = args.input if args.input else (None, 0)
     output = OutputSpec(
         kind=kind,
         blocksize=blocksize,
@@ -347,6 +373,8 @@ def _spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> A
         samplerate=args.samplerate,
         device=args.device,
         keep_audio=wav_out is not None,
+        input_device=in_device,
+        input_channels=in_channels,
     )
     return WorkerSpec(
         model=str(model),
@@ -393,6 +421,8 @@ def _play(args: argparse.Namespace, engine: Any) -> int:
     # every path goes through the clean stop below.
     try:
         print(status_line(engine.snap), flush=True)
+        if engine.snap.input_note:
+            print(f"Sillage: {engine.snap.input_note}", flush=True)
         print(
             f"Sillage ready: OSC on {engine.config.osc_host}:{engine.inputs[0].port}, patch {engine.snap.patch}; "
             f"state to {', '.join(f'{h}:{p}' for h, p in engine.sender.subscribers) or 'subscribers'}; Ctrl-C stops",

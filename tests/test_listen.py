@@ -364,3 +364,28 @@ def test_missing_input_file_names_the_fix(mono_model: Path, tmp_path: Path) -> N
     )  # fmt: skip
     assert res.returncode == 1 and "nope.wav" in res.stderr and "Traceback" not in res.stderr
     json.dumps(res.stderr)
+
+
+def test_default_model_output_pitch_follows_the_input(tmp_path: Path) -> None:
+    """220 Hz then 440 Hz in; the default model's output pitch follows within 25 cents (once
+    the default model declares a pitch dimension: the DDSP family)."""
+    rt = ModelRuntime(DEFAULT_MODEL)
+    if rt.info.latent.pitch_dim is None:
+        pytest.skip("the default model's card declares no pitch dimension yet")
+    sr = rt.info.samplerate
+    t = np.arange(sr) / sr
+    x = np.concatenate([0.3 * np.sin(2 * np.pi * f0 * t) for f0 in (220.0, 440.0)])
+    path = tmp_path / "tones.wav"
+    sf.write(path, x.astype(np.float32), sr, subtype="FLOAT")
+    out = render(rt, load_patch("listen", context=PatchContext(rt.info.latent_size, sr)), [],
+                 seconds=2.0, input_file=path)[:, 0]  # fmt: skip
+    for k, f0 in enumerate((220.0, 440.0)):
+        d = Descriptors(samplerate=sr)
+        seg = out[k * sr + sr // 2 : (k + 1) * sr]
+        cents = []
+        for j in range(0, seg.size - 256, 256):
+            v = d.update(seg[j : j + 256])
+            if v["voiced"] and j > 4096:
+                cents.append(1200 * math.log2(v["pitch"] / f0))
+        assert cents, f"no pitch heard at {f0} Hz"
+        assert abs(float(np.median(cents))) < 25, (f0, np.median(cents))

@@ -1,4 +1,5 @@
-"""Audio out: python-rtmixer's C callback plays a ring buffer; no Python on the audio thread.
+"""Audio out (and in): python-rtmixer's C callback plays a ring buffer, and with ``--input``
+records the input into another; no Python on the audio thread.
 
 Measured on a 2-core machine with two GIL-bound Python threads: a sounddevice Python callback
 at block 256 missed a third of its blocks; rtmixer's C callback missed none. rtmixer is honest
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from instrument.engine import rtmixer_access
-from instrument.errors import OutputError
+from instrument.errors import AudioInputError, OutputError
 
 
 def find_device(spec: str | int | None, *, kind: str = "output") -> int | None:
@@ -58,6 +59,38 @@ def find_device(spec: str | int | None, *, kind: str = "output") -> int | None:
     return matches[0][0]
 
 
+def find_input(spec: str | int | None, channels: int) -> int:
+    """The input device for ``--input``: a number or a name substring (None: the default
+    input), checked to have ``channels`` input channels.
+
+    Raises
+    ------
+    AudioInputError
+        No such device, an ambiguous name, or too few input channels; the message names `-l`.
+    """
+    import sounddevice as sd
+
+    try:
+        device = find_device(spec, kind="input")
+        if device is None:
+            device = sd.default.device[0]
+            if device is None or device < 0:
+                raise AudioInputError(
+                    "no default input device; `python run_instrument.py -l` lists devices, "
+                    "pick one with --input N"
+                )
+        info = sd.query_devices(device)
+    except (OutputError, sd.PortAudioError) as exc:
+        raise AudioInputError(str(exc).replace("output device", "input device")) from None
+    have = int(info["max_input_channels"])
+    if have < channels:
+        raise AudioInputError(
+            f"input device {device} ({info['name']}) has {have} input channel(s), --input asked "
+            f"for {channels}; `python run_instrument.py -l` lists devices and their channels"
+        )
+    return int(device)
+
+
 def _next_pow2(n: int) -> int:
     return 1 << max(0, int(n - 1).bit_length())
 
@@ -85,21 +118,41 @@ class RingOutput:
         capacity: int,
         device: int | None = None,
         latency: Any = "low",
+        input_device: int | None = None,
+        input_channels: int = 0,
     ) -> None:
         import rtmixer
         import sounddevice as sd
 
         rtmixer_access.check(rtmixer)
         self._rtmixer = rtmixer
+        self.input: RingInput | None = None
+        self.input_note = ""
         try:
-            self.mixer = rtmixer.Mixer(
-                device=device,
-                channels=channels,
-                blocksize=blocksize,
-                samplerate=samplerate,
-                latency=latency,
-            )
+            if input_channels:
+                # one duplex stream: input and output share the callback, so they never drift
+                self.mixer = rtmixer.MixerAndRecorder(
+                    device=(input_device, device),
+                    channels=(input_channels, channels),
+                    blocksize=blocksize,
+                    samplerate=samplerate,
+                    latency=latency,
+                )
+            else:
+                self.mixer = rtmixer.Mixer(
+                    device=device,
+                    channels=channels,
+                    blocksize=blocksize,
+                    samplerate=samplerate,
+                    latency=latency,
+                )
         except (sd.PortAudioError, ValueError) as exc:
+            if input_channels:
+                raise AudioInputError(
+                    f"cannot open input device {input_device} with {input_channels} channel(s) "
+                    f"together with the output ({exc}); `python run_instrument.py -l` lists "
+                    "devices (input and output must share a host API, e.g. both JACK)"
+                ) from None
             raise OutputError(
                 f"cannot open the audio output ({exc}); check --device/--samplerate "
                 "(`python run_instrument.py -l` lists devices), start JACK, or render with --offline"
@@ -115,7 +168,16 @@ class RingOutput:
         self._played_before = 0  # frames played by dropped actions
         self.written = 0
         self._action: Any = None
-        self.device_latency_s = float(self.mixer.latency)
+        lat = self.mixer.latency
+        self.device_latency_s = float(lat[1] if isinstance(lat, tuple) else lat)
+        if input_channels:
+            self.input = RingInput(
+                self.mixer,
+                channels=input_channels,
+                capacity=capacity,
+                samplerate=self.samplerate,
+                latency_s=float(lat[0]) if isinstance(lat, tuple) else 0.0,
+            )
         self.device_underflow_times: list[float] = []  # wall-clock (epoch) times of flagged seconds
         self.device_underflows = 0
         self._stats_action: Any = None
@@ -128,6 +190,8 @@ class RingOutput:
         self._t0 = time.perf_counter()
         self._stats_due = self._t0 + 1.0
         self._arm()
+        if self.input is not None:
+            self.input.arm()
 
     def _arm(self) -> None:
         self._action = self.mixer.play_ringbuffer(self.ring)
@@ -178,6 +242,8 @@ class RingOutput:
         """Detect a dropped playback action (ring ran dry); re-arm once refilled. Decode worker."""
         self._drain_finished()
         self._poll_stats()
+        if self.input is not None:
+            self.input.poll()
         action = self._action
         if action is None:
             if self.fill() >= prebuffer:
@@ -214,6 +280,58 @@ class RingOutput:
         return stats
 
 
+class RingInput:
+    """The capture side of the duplex stream: rtmixer's C callback records the input into a
+    ring; the decode worker takes what arrived once per frame (:meth:`pull`).
+
+    An overrun (the ring was full when read, or rtmixer dropped the record action) is counted
+    in :attr:`overruns`; the action is re-armed at once.
+    """
+
+    def __init__(
+        self, mixer: Any, *, channels: int, capacity: int, samplerate: int, latency_s: float
+    ) -> None:
+        import rtmixer
+
+        self.mixer = mixer
+        self.channels = channels
+        self.samplerate = samplerate
+        self.latency_s = latency_s
+        self.ring = rtmixer.RingBuffer(4 * channels, _next_pow2(capacity))
+        self._rb = rtmixer_access.ring_struct(self.ring)
+        self.capacity = self.ring.write_available
+        self._buf = np.zeros((self.capacity, channels), dtype=np.float32)
+        self.overruns = 0
+        self.received = 0
+        self._action: Any = None
+
+    def arm(self) -> None:
+        self._action = self.mixer.record_ringbuffer(self.ring)
+
+    def poll(self) -> None:
+        """Re-arm a record action rtmixer dropped (counted). Decode worker."""
+        action = self._action
+        if action is not None and not rtmixer_access.is_active(self.mixer, action):
+            self.overruns += 1
+            self.arm()
+
+    def fill(self) -> int:
+        rb = self._rb
+        return (rb.writeIndex - rb.readIndex) & rb.bigMask
+
+    def pull(self, n: int) -> np.ndarray:
+        """Everything captured since the last call, shape (frames, channels) float32 (a new
+        array; ``n``, the frame's share, is not waited for). Decode worker."""
+        fill = self.fill()
+        if fill >= self.capacity:
+            self.overruns += 1
+        if fill == 0:
+            return self._buf[:0]
+        k = self.ring.readinto(self._buf[:fill])
+        self.received += k
+        return self._buf[:k].copy()
+
+
 class ClockOutput:
     """A ring consumed by the wall clock instead of a sound card; keeps what it played.
 
@@ -235,6 +353,8 @@ class ClockOutput:
         self._offset = 0
         self.keep = keep
         self.frames: list[np.ndarray] = []
+        self.input: RingInput | None = None
+        self.input_note = ""
 
     def start(self) -> None:
         self._start = time.perf_counter()

@@ -14,7 +14,8 @@ capture ring holds: input and output share one duplex stream, so they cannot dri
 
 What is not done: the input is not resampled *per step* offline (the whole file once, by
 soxr, before the first frame), and a live backlog longer than :data:`MAX_BACKLOG_FRAMES`
-encoder frames (after a stall) is dropped, counted in ``skipped``, rather than encoded late.
+encoder frames or :data:`MAX_BACKLOG_SAMPLES` (after a stall) is dropped, counted in
+``skipped``, rather than encoded late.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from mappings.descriptors import DESCRIPTOR_NAMES, Descriptors
 from mappings.listen import LatentTransform
 from mappings.sources import AUDIO_ADDRESS
 
+#: A live backlog longer than this (after a stall) is dropped rather than encoded late: at
+#: least 8 encoder frames and 85 ms at 48 kHz, so a prebuffer's jitter never drops input.
 MAX_BACKLOG_FRAMES = 8
+MAX_BACKLOG_SAMPLES = 4096
 
 __all__ = [
     "AUDIO_ADDRESS",
@@ -221,11 +225,12 @@ class Listener:
         acc = np.concatenate([self._acc, x]) if self._acc.size else x
         r = self.enc_ratio
         full = acc.shape[0] // r
-        if full > MAX_BACKLOG_FRAMES:
-            drop = (full - MAX_BACKLOG_FRAMES) * r
-            self.skipped += full - MAX_BACKLOG_FRAMES
+        most = max(MAX_BACKLOG_FRAMES, MAX_BACKLOG_SAMPLES // r)
+        if full > most:
+            drop = (full - most) * r
+            self.skipped += full - most
             acc = acc[drop:]
-            full = MAX_BACKLOG_FRAMES
+            full = most
         for k in range(full):
             frame = np.clip(acc[k * r : (k + 1) * r].T, -1.0, 1.0)
             z = self.encoder.encode_frame(frame)

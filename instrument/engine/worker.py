@@ -51,7 +51,9 @@ class OutputSpec:
     ``kind`` is "device" (rtmixer on a PortAudio device, resolved *in the decode process*, so
     only that process opens PortAudio) or "clock" (no sound card: a wall clock consumes the
     ring). ``samplerate`` None means the model's rate; ``channels`` 0 means 2 on a device that
-    has them, else the model's channels.
+    has them, else the model's channels. ``input_channels`` > 0 opens ``input_device`` too
+    (``--input``), in one duplex stream; when that fails the output opens alone and
+    ``input_note`` on the returned output says why (the instrument plays without input).
     """
 
     kind: str
@@ -61,20 +63,28 @@ class OutputSpec:
     channels: int = 0
     device: str | int | None = None
     keep_audio: bool = False
+    input_device: str | int | None = None
+    input_channels: int = 0
 
     def open(self, model_samplerate: int, model_channels: int) -> Any:
-        from instrument.engine.audio_out import ClockOutput, RingOutput, find_device
-        from instrument.errors import OutputError
+        from instrument.engine.audio_out import ClockOutput, RingOutput, find_device, find_input
+        from instrument.errors import AudioInputError, OutputError
 
         sr = self.samplerate or model_samplerate
         if self.kind == "clock":
-            return ClockOutput(
+            clock = ClockOutput(
                 samplerate=sr,
                 channels=self.channels or model_channels,
                 blocksize=self.blocksize or 256,
                 capacity=self.capacity,
                 keep=self.keep_audio,
             )
+            clock.input_note = (
+                "not listening: --input needs a sound device (JACK or a card), not --realtime"
+                if self.input_channels
+                else ""
+            )
+            return clock
         import sounddevice as sd
 
         try:
@@ -87,13 +97,39 @@ class OutputSpec:
         except sd.PortAudioError as exc:
             raise OutputError(str(exc)) from None
         channels = self.channels or (2 if max_out >= 2 else model_channels)
-        return RingOutput(
-            samplerate=sr,
-            channels=channels,
-            blocksize=self.blocksize,
-            capacity=self.capacity,
-            device=device,
-        )
+        note = ""
+        in_device: int | None = None
+        if self.input_channels:
+            try:
+                in_device = find_input(self.input_device, self.input_channels)
+            except AudioInputError as exc:
+                note = f"not listening: {exc}; playing without input"
+        out: RingOutput | None = None
+        if in_device is not None:
+            try:
+                out = RingOutput(
+                    samplerate=sr,
+                    channels=channels,
+                    blocksize=self.blocksize,
+                    capacity=self.capacity,
+                    device=device,
+                    input_device=in_device,
+                    input_channels=self.input_channels,
+                )
+                name = sd.query_devices(in_device)["name"]
+                note = f"listening to input device {in_device} ({name}), {self.input_channels} ch"
+            except AudioInputError as exc:
+                note = f"not listening: {exc}; playing without input"
+        if out is None:
+            out = RingOutput(
+                samplerate=sr,
+                channels=channels,
+                blocksize=self.blocksize,
+                capacity=self.capacity,
+                device=device,
+            )
+        out.input_note = note
+        return out
 
 
 @dataclass(frozen=True)
@@ -151,11 +187,20 @@ class DecodeWorker:
         send_out: Callable[[Any], None] | None = None,
         record_dir: str | None = RECORD_DIR,
     ) -> None:
+        from instrument.engine.listen import Listener, make_encoder
         from instrument.engine.loop import DecodeLoop
         from instrument.engine.recorder import SessionRecorder
 
         self.output = output
         self.requested_prebuffer = prebuffer
+        capture = getattr(output, "input", None)
+        # the listener's encoder is a fresh copy of the model, made here, before the first frame
+        self.listener = Listener(make_encoder(runtime), capture) if capture is not None else None
+        self.input_note = str(getattr(output, "input_note", ""))
+        if self.listener is not None and not self.listener.active:
+            from instrument.engine.listen import cannot_listen
+
+            self.input_note = f"not listening: {cannot_listen(runtime.info.name)}"
         self.prebuffer = prebuffer
         self.metrics = Metrics()
         self.reporter = reporter or Reporter()
@@ -171,7 +216,13 @@ class DecodeWorker:
             latent_map=latent_map,
             request_load=self._request_load,
             run_off=self._run_off,
+            listener=self.listener,
         )
+        if self.listener is not None and self.listener.active and patch.listen is None:
+            self.input_note += (
+                f"; patch {patch.name} has no [listen] table, so the mix is 0 (controllers "
+                "only): send /sillage/listen/mix 1, or play --patch listen"
+            )
         self.metrics.ring_capacity = output.capacity
         self.recorder = (
             SessionRecorder(record_dir, samplerate=output.samplerate, channels=output.channels)
@@ -319,7 +370,13 @@ class DecodeWorker:
 
     def _load(self, kind: str, arg: str) -> None:
         try:
-            swap = load_swap(kind, arg, runtime=self.loop.runtime, patch=self.loop.patch)
+            swap = load_swap(
+                kind,
+                arg,
+                runtime=self.loop.runtime,
+                patch=self.loop.patch,
+                listen=self.listener is not None,
+            )
         except (ModelError, PatchError, OSError) as exc:
             self.reporter.reject(
                 kind,
@@ -331,10 +388,12 @@ class DecodeWorker:
         print(f"sillage: loaded {kind} {arg}", flush=True)
 
     def latency_terms_ms(self) -> dict[str, float]:
-        """The control→sound latency budget, by term (ms)."""
+        """The control→sound latency budget, by term (ms). Listening, ``input`` is what the
+        input→sound path adds instead of ``frame_wait``: the input's device latency and block,
+        and one encoder frame (plus the input resampler's delay)."""
         out = self.output
         info = self.loop.info
-        return {
+        terms = {
             "frame_wait": 1e3 * info.frame_s,
             "prebuffer": 1e3 * self.prebuffer / out.samplerate,
             "block": 1e3 * out.blocksize / out.samplerate,
@@ -343,6 +402,13 @@ class DecodeWorker:
             if info.delay_samples is not None
             else float("nan"),
         }
+        listener = self.listener
+        capture = getattr(out, "input", None)
+        if listener is not None and listener.active and capture is not None:
+            terms["input"] = 1e3 * (
+                capture.latency_s + out.blocksize / out.samplerate + listener.added_latency_s
+            )
+        return terms
 
     def snapshot(self, *, final: bool = False) -> EngineSnapshot:
         """What the control side shows and sends (plain values, picklable)."""
@@ -396,7 +462,16 @@ class DecodeWorker:
             gain_db=float(self.loop.state.gain_db),
             first_sound_at=self.first_sound_at,
             latency_values_ms=(m.latency_s.values() * 1e3).tolist() if final else None,
+            input_note=self.input_note,
+            input_overruns=self._input_overruns(),
         )
+
+    def _input_overruns(self) -> int:
+        capture = getattr(self.output, "input", None)
+        n = int(capture.overruns) if capture is not None else 0
+        if self.listener is not None:
+            n += self.listener.skipped
+        return n
 
 
 def build(spec: WorkerSpec) -> tuple[ModelRuntime, Patch, Any, Any]:

@@ -75,6 +75,8 @@ class EngineSnapshot:
     recording: bool = False
     target: tuple[float, ...] = ()
     gain_db: float = 0.0
+    input_note: str = ""  # listening to what, or why not ("" without --input)
+    input_overruns: int = 0  # input samples lost: capture ring full, or a backlog dropped
 
 
 @dataclass(frozen=True)
