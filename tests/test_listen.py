@@ -3,7 +3,6 @@ descriptors as mapping sources, decoder-only models and bad input."""
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -363,7 +362,6 @@ def test_missing_input_file_names_the_fix(mono_model: Path, tmp_path: Path) -> N
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 1 and "nope.wav" in res.stderr and "Traceback" not in res.stderr
-    json.dumps(res.stderr)
 
 
 def test_default_model_output_pitch_follows_the_input(tmp_path: Path) -> None:
