@@ -231,8 +231,9 @@ class DecodeWorker:
         )
         self.loop.on_tag = self._tag
         self.loop.on_record = self._record
+        self._stop_after_frame = False
         if self.recorder is not None:
-            self.loop.on_applied = self.recorder.events
+            self.loop.on_applied = self._applied
         self.stop_flag = threading.Event()
         self._fitted_for: Any = None
         self._fit_prebuffer()
@@ -248,9 +249,20 @@ class DecodeWorker:
     def _record(self, on: bool) -> None:
         if self.recorder is None:
             self.reporter.reject("record", "recording is off (no --record-dir)")
-        elif on and not self.recorder.recording:
-            self.recorder.start(self.loop.t)
-        elif not on:
+        elif on:
+            self._stop_after_frame = False  # "0" then "1" in one frame: it goes on
+            if not self.recorder.recording:
+                self.recorder.start(self.loop.t)
+        else:
+            # after this frame's events are in the score (a tag sent just before the stop)
+            self._stop_after_frame = True
+
+    def _applied(self, t: float, events: list[Any]) -> None:
+        """The frame's events to the score, then a stop asked for in this frame. Decode worker."""
+        assert self.recorder is not None
+        self.recorder.events(t, events)
+        if self._stop_after_frame:
+            self._stop_after_frame = False
             self.recorder.stop()
 
     def _fit_prebuffer(self) -> None:
