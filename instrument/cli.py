@@ -117,6 +117,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on (default 127.0.0.1; 0.0.0.0 for other machines)",
     )
     p.add_argument(
+        "--allow",
+        default=None,
+        metavar="HOST[,HOST...]",
+        help="take OSC only from these hosts or networks (e.g. 192.168.1.20,10.0.0.0/24); "
+        "localhost always. Default: whoever can reach --listen",
+    )
+    p.add_argument(
+        "--models-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder /sillage/model may load from (repeatable; models/ and the --model's "
+        "folder always)",
+    )
+    p.add_argument(
+        "--patches-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder /sillage/patch may load from (repeatable; patches/ always)",
+    )
+    p.add_argument(
+        "--allow-paths",
+        action="store_true",
+        help="let /sillage/model and /sillage/patch load any path (only on a trusted network)",
+    )
+    p.add_argument(
         "--state-to",
         type=_host_port,
         action="append",
@@ -342,8 +369,33 @@ def fault_summary(bad_frames: int, decode_errors: int, fallbacks: int) -> str:
 
 def _config(args: argparse.Namespace) -> Any:
     from instrument.control.live import LiveConfig
+    from instrument.control.osc_files import FileRules
+    from instrument.control.osc_gate import parse_allow
 
     state_to = tuple(args.state_to) if args.state_to else (("127.0.0.1", 7771),)
+    allow = None
+    if args.allow is not None:
+        allow = tuple(h for h in args.allow.split(",") if h.strip())
+        try:
+            parse_allow(allow)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    elif args.listen in ("0.0.0.0", "", "::"):
+        print(
+            f"Sillage: warning: --listen {args.listen or '0.0.0.0'} takes OSC from every machine "
+            "that reaches this one: anyone on the network can change the sound and load models "
+            "and patches from the allowed folders. Name who may send with --allow "
+            "HOST[,HOST...]",
+            file=sys.stderr,
+            flush=True,
+        )
+    files = FileRules.for_start(
+        resolve_model(args.model),
+        args.patch,
+        models_dirs=tuple(args.models_dir),
+        patches_dirs=tuple(args.patches_dir),
+        allow_paths=args.allow_paths,
+    )
     try:
         return LiveConfig(
             samplerate=args.samplerate or 0,
@@ -352,6 +404,8 @@ def _config(args: argparse.Namespace) -> Any:
             osc_host=args.listen,
             osc_port=args.osc_port,
             state_to=state_to,
+            allow=allow,
+            files=files,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

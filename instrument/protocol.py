@@ -255,16 +255,19 @@ ADDRESSES: tuple[Address, ...] = (
     Address(
         "/sillage/model",
         "s",
-        "Load another model (path to a TorchScript .ts file); it warms up off the audio path "
-        "and replaces the current one at a frame boundary with a short crossfade.",
-        example="/sillage/model /path/to/model.ts",
+        "Load another model: a TorchScript .ts file named in the model folders (models/, the "
+        "starting model's folder, --models-dir; any path only with --allow-paths; 512 MB at "
+        "most). It warms up off the audio path and replaces the current one at a frame "
+        "boundary with a short crossfade. Loads run one at a time.",
+        example="/sillage/model my-model",
         group="session",
         names=("path",),
     ),
     Address(
         "/sillage/patch",
         "s",
-        "Load a patch (name in patches/ or a path to a .toml file) without a click.",
+        "Load a patch without a click: a name in patches/ (or --patches-dir), or a .toml "
+        "file there (any path only with --allow-paths).",
         example="/sillage/patch dancer-riot",
         group="session",
         names=("name",),

@@ -98,7 +98,10 @@ def wait_ready(proc: subprocess.Popen[str], lines: list[str] | None = None) -> i
 def engine(mono_model: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     out = tmp_path / "played.wav"
     # --state-to a port nobody listens on: sending there must not hurt
-    proc = launch(mono_model, out, "--prebuffer", "512", "--state-to", "127.0.0.1:9")
+    proc = launch(
+        mono_model, out, "--prebuffer", "512", "--state-to", "127.0.0.1:9",
+        "--models-dir", str(tmp_path),
+    )  # fmt: skip
     lines: list[str] = []
     port = [wait_ready(proc, lines)]
 
@@ -183,6 +186,14 @@ def test_bad_input_is_counted_reported_and_harmless(engine: dict[str, Any]) -> N
         client.send_message("/nowhere", 1)
         err = listener.wait_for("/sillage/state/error")
         assert "rejected" in err[0]
+        # a malformed panic (unknown type tags) is refused, not run as a bare panic
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raw.sendto(b"/sillage/panic\x00\x00,xyz\x00\x00\x00\x00", ("127.0.0.1", engine["port"]))
+        raw.close()
+        client.send_message("/sillage/latent/0", 0.25)
+        listener.wait_for("/sillage/state/latent", lambda a: abs(a[0] - 0.25) < 1e-3)
+        listener.messages.clear()
+        assert listener.wait_for("/sillage/state/latent")[1] > 0.99  # no panic: dim 1 stayed
         # still playing and still listening: a good message after the storm lands
         client.send_message("/sillage/latent/1", -1.0)
         listener.wait_for("/sillage/state/latent", lambda a: a[1] < -0.99)
@@ -285,7 +296,7 @@ def test_bad_model_and_patch_loads_keep_playing_and_good_ones_swap(
             client.send_message("/sillage/model", str(bad))
         client.send_message("/sillage/patch", "no-such-patch")
         err = listener.wait_for("/sillage/state/error", lambda a: "no-such-patch" in a[0])
-        assert "shipped patches" in err[0]  # the message names the fix
+        assert "--patches-dir" in err[0]  # the message names the fix
         # nothing moved: same model, same latent, still sounding
         listener.messages.clear()
         assert listener.wait_for("/sillage/state/latent")[0] > 1.49

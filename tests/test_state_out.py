@@ -16,7 +16,7 @@ def _recv(sock: socket.socket) -> tuple[str, list]:
 
 
 def test_labels_and_regions_are_relayed_and_replayed_on_subscribe() -> None:
-    sender = StateSender(lambda: [])
+    sender = StateSender(lambda: []).start()  # relays go out on the sender's thread
     a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -42,4 +42,24 @@ def test_labels_and_regions_are_relayed_and_replayed_on_subscribe() -> None:
     finally:
         a.close()
         b.close()
-        sender._sock.close()
+        sender.close()
+
+
+def test_subscribers_and_labels_are_capped_and_cost_the_osc_thread_nothing() -> None:
+    from instrument.control.state_out import MAX_LABELS, MAX_NAME, MAX_SUBSCRIBERS
+
+    sender = StateSender(lambda: [])  # not started: nothing may be sent from on_side itself
+    refused: list[str] = []
+    sender.on_refuse = lambda kind, text: refused.append(kind)
+    client = ("127.0.0.1", 55555)
+    for port in range(1000, 3000):
+        sender.on_side("/sillage/subscribe", (port,), client)
+    assert len(sender.subscribers) == MAX_SUBSCRIBERS
+    assert ("127.0.0.1", 2999) in sender.subscribers  # the newest stay, the stalest went
+    for k in range(MAX_LABELS + 10):
+        sender.on_side("/sillage/label", (f"l{k}", 0.5, 0.5), client)
+    sender.on_side("/sillage/label", ("x" * (MAX_NAME + 1), 0.5, 0.5), client)
+    assert len(sender.labels) == MAX_LABELS
+    assert refused.count("subscribers") == 2000 - MAX_SUBSCRIBERS and "labels" in refused
+    assert sender.sent == 0
+    sender._sock.close()

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from instrument.control.osc_files import FileRules
 from instrument.engine.worker import (  # noqa: F401  (re-exported: the CLI and benchmarks use them)
     STATE_PERIOD_S,
     DecodeWorker,
@@ -76,6 +77,8 @@ class LiveConfig:
     osc_port: int = 7770
     state_to: tuple[tuple[str, int], ...] = ()
     switch_interval_s: float = 0.0005
+    allow: tuple[str, ...] | None = None  # sender hosts/networks (None: whoever reaches us)
+    files: FileRules | None = None  # where /sillage/model and /sillage/patch may load from
 
     def __post_init__(self) -> None:
         if self.blocksize < 0:
@@ -119,6 +122,7 @@ class LiveEngine:
         self.final: Stopped | None = None
         self.sender = StateSender(self._snapshot)
         self.sender.on_subscribe = self._hello
+        self.sender.on_refuse = self.reporter.reject
         for host, port in config.state_to:
             self.sender.subscribers[(host, port)] = None
         self.inputs: list[Any] = []
@@ -142,8 +146,11 @@ class LiveEngine:
 
     # --- start --------------------------------------------------------------------------
     def start(self, timeout_s: float = 120.0) -> LiveEngine:
+        from instrument.control.osc_gate import quiet_python_osc
+
         sys.setswitchinterval(self.config.switch_interval_s)
         self.started_at = time.perf_counter()
+        quiet_python_osc(self.reporter)
         self._load_validator(self.spec.patch)
         if self.in_process:
             self._start_thread()
@@ -261,6 +268,8 @@ class LiveEngine:
         self._apply_snapshot(self._worker.snapshot())
 
     def _listen(self, host: str, port: int, name: str, cls: Any = None) -> Any:
+        from instrument.control.osc_gate import Gate
+
         if cls is None:
             from instrument.control.osc_in import OSCInput as cls
         assert self._validator is not None
@@ -273,6 +282,8 @@ class LiveEngine:
             reporter=self.reporter,
             on_side=self.sender.on_side,
             name=name,
+            gate=Gate(allow=self.config.allow),
+            files=self.config.files if name == "osc" else None,
         ).start()
 
     def _open_patch_ports(self) -> None:

@@ -6,6 +6,12 @@ server managed 3k msg/s with 4.7 ms p99). Every message is checked once, here, b
 current patch (sensors, MIDI bridges, Wekinator); bad ones are counted per kind and reported,
 rate-limited, with what was expected. Good ones leave with their route: ``side`` ones
 (subscribe, labels) are answered in this process, the others cross to the decode process.
+
+Before python-osc sees a datagram, :class:`~instrument.control.osc_gate.Gate` checks the
+sender (``--allow``, a rate limit per sender) and the bytes (size, depth, counts, type tags,
+truncation, timetags): python-osc alone would repair what it should refuse. Files named by
+``/sillage/model`` and ``/sillage/patch`` are resolved inside the allowed folders here
+(:class:`~instrument.control.osc_files.FileRules`), so only checked paths cross.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from pythonosc import osc_packet
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
+from instrument.control.osc_files import FileRules
+from instrument.control.osc_gate import Gate, GateLimits, Refused
 from instrument.errors import OSCInputError
 from instrument.link.events import Event, EventQueue, now
 from instrument.metrics import Reporter
@@ -34,12 +42,19 @@ class _Dispatcher(Dispatcher):
         self,
         on_message: Callable[[tuple[str, int], str, tuple[Any, ...]], None],
         reporter: Reporter,
+        gate: Gate,
     ) -> None:
         super().__init__()
         self._on_message = on_message
         self._reporter = reporter
+        self._gate = gate
 
     def call_handlers_for_packet(self, data: bytes, client_address: tuple[str, int]) -> list:
+        try:
+            self._gate.check(data, client_address)
+        except Refused as exc:
+            self._reporter.reject(exc.kind, str(exc))
+            return []
         try:
             packet = osc_packet.OscPacket(data)
         except osc_packet.ParseError as exc:
@@ -62,6 +77,10 @@ class _Dispatcher(Dispatcher):
 
 
 class _Server(BlockingOSCUDPServer):
+    # one byte over the gate's limit, so an oversized datagram is seen as such (the kernel
+    # cuts it to this), not as a cut one
+    max_packet_size = GateLimits().max_packet_bytes + 1
+
     def __init__(self, address: tuple[str, int], dispatcher: _Dispatcher, reporter: Reporter):
         self._reporter = reporter
         # Big receive buffer: bursts from sensors at 200 Hz × many dancers must not be dropped
@@ -71,15 +90,7 @@ class _Server(BlockingOSCUDPServer):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
-        ok = super().verify_request(request, client_address)
-        if not ok:
-            data = request[0]
-            self._reporter.reject(
-                "malformed",
-                f"datagram of {len(data)} bytes from {client_address[0]} is not OSC "
-                "(an OSC message starts with '/', a bundle with '#bundle')",
-            )
-        return ok
+        return True  # the gate (in the dispatcher) checks the sender first, then the bytes
 
 
 class OSCInput:
@@ -107,6 +118,8 @@ class OSCInput:
         reporter: Reporter,
         on_side: Callable[[str, tuple[Any, ...], tuple[str, int]], None] | None = None,
         name: str = "osc",
+        gate: Gate | None = None,
+        files: FileRules | None = None,
     ) -> None:
         self.queue = queue
         self.controller = controller
@@ -115,7 +128,9 @@ class OSCInput:
         self.on_side = on_side
         self.received = 0
         self.accepted = 0
-        dispatcher = _Dispatcher(self._on_message, reporter)
+        self.gate = gate or Gate()
+        self.files = files
+        dispatcher = _Dispatcher(self._on_message, reporter, self.gate)
         try:
             self.server = _Server((host, port), dispatcher, reporter)
         except OSError as exc:
@@ -151,6 +166,12 @@ class OSCInput:
         except Exception as exc:  # a patch's validator must never kill the server thread
             self.reporter.reject("validator", f"{address}: {type(exc).__name__}: {exc}")
             return
+        if self.files is not None and path in ("/sillage/model", "/sillage/patch"):
+            try:
+                args = (self.files.resolve(path.rsplit("/", 1)[1], str(args[0])),)
+            except OSCInputError as exc:
+                self.reporter.reject(exc.kind, str(exc))
+                return
         self.accepted += 1
         if route == "side":
             if self.on_side is not None:

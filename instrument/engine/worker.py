@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import queue
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,7 @@ from instrument.patch import Patch
 from instrument.paths import RECORD_DIR
 
 STATE_PERIOD_S = 1 / 30
+LOAD_QUEUE = 4  # /sillage/model and /sillage/patch loads waiting their turn, at most
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,7 @@ class DecodeWorker:
         self.loop.on_tag = self._tag
         self.loop.on_record = self._record
         self._stop_after_frame = False
+        self._loads: queue.Queue[tuple[str, str]] | None = None  # made on the first load
         if self.recorder is not None:
             self.loop.on_applied = self._applied
         self.stop_flag = threading.Event()
@@ -362,9 +366,25 @@ class DecodeWorker:
 
     # loading off the decode worker
     def _request_load(self, kind: str, arg: str) -> None:
-        threading.Thread(
-            target=self._load, args=(kind, arg), name=f"sillage-load-{kind}", daemon=True
-        ).start()
+        """Queue a load for the loader thread: one load at a time (a model's memory is taken
+        once, not once per packet), at most ``LOAD_QUEUE`` waiting; more are refused."""
+        if self._loads is None:
+            self._loads = queue.Queue(maxsize=LOAD_QUEUE)
+            threading.Thread(target=self._loader, name="sillage-load", daemon=True).start()
+        try:
+            self._loads.put_nowait((kind, arg))
+        except queue.Full:
+            self.reporter.reject(
+                "busy",
+                f"/sillage/{kind} {arg}: {LOAD_QUEUE} loads are already waiting (they run one "
+                "at a time); send it again once they are in",
+            )
+
+    def _loader(self) -> None:
+        assert self._loads is not None
+        while True:
+            kind, arg = self._loads.get()
+            self._load(kind, arg)
 
     def _run_off(self, label: str, job: Callable[[], Any]) -> None:
         """Run a reset/fallback job of the loop on a side thread; post what it built."""
@@ -397,7 +417,8 @@ class DecodeWorker:
             )
             return
         self.loop.mailbox.post(swap)
-        print(f"sillage: loaded {kind} {arg}", flush=True)
+        name = Path(arg).stem if Path(arg).suffix in (".ts", ".toml") else arg
+        print(f"sillage: loaded {kind} {name} ({arg})", flush=True)
 
     def latency_terms_ms(self) -> dict[str, float]:
         """The control→sound latency budget, by term (ms). Listening, ``input`` is what the

@@ -3385,7 +3385,7 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "/sillage/model s: Load another model (path to a TorchScript .ts file); it warms up off the audio path and replaces the current one at a frame boundary with a short crossfade.",
+          "text": "/sillage/model s: Load another model: a TorchScript .ts file named in the model folders (models/, the starting model's folder, --models-dir; any path only with --allow-paths; 512 MB at most).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
@@ -3496,16 +3496,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "/sillage/patch s: Load a patch (name in patches/ or a path to a .toml file) without a click.",
+          "text": "/sillage/patch s: Load a patch without a click: a name in patches/ (or --patches-dir), or a .toml file there (any path only with --allow-paths).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             1400,
             799.0,
             320,
-            34.0
+            48.0
           ],
-          "linecount": 2,
+          "linecount": 3,
           "id": "obj-178"
         }
       },
@@ -3523,7 +3523,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             1400,
-            837.0,
+            851.0,
             200.0,
             22.0
           ],
@@ -3545,7 +3545,7 @@
           ],
           "patching_rect": [
             1400,
-            865.0,
+            879.0,
             84.0,
             22.0
           ],
@@ -3563,7 +3563,7 @@
           ],
           "patching_rect": [
             1480,
-            865.0,
+            879.0,
             70.0,
             22.0
           ],
@@ -3581,7 +3581,7 @@
           ],
           "patching_rect": [
             1550,
-            865.0,
+            879.0,
             168.0,
             22.0
           ],
@@ -3596,7 +3596,7 @@
           "numoutlets": 0,
           "patching_rect": [
             1605,
-            837.0,
+            851.0,
             90,
             34.0
           ],
