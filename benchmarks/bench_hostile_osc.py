@@ -64,9 +64,10 @@ def junk_packets() -> list[bytes]:
     ]
 
 
-def junk_main(port: int, rate: float, seconds: float) -> None:
-    """The junk sender (its own process): ``rate`` packets/s for ``seconds``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def junk_main(port: int, rate: float, seconds: float, sockets: int = 1) -> None:
+    """The junk sender (its own process): ``rate`` packets/s for ``seconds``, spread over
+    ``sockets`` source ports (many ports: the per-sender rate limit does not help)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(sockets)]
     packets = junk_packets()
     start = time.perf_counter()
     n = 0
@@ -76,7 +77,7 @@ def junk_main(port: int, rate: float, seconds: float) -> None:
         if now < due:
             time.sleep(due - now)
         with contextlib.suppress(OSError):  # a full socket buffer: the kernel drops it
-            sock.sendto(packets[n % len(packets)], ("127.0.0.1", port))
+            socks[n % sockets].sendto(packets[n % len(packets)], ("127.0.0.1", port))
         n += 1
     print(n, flush=True)
 
@@ -143,10 +144,15 @@ def main() -> None:
     ap.add_argument("--engine-root", default=str(ROOT), help="checkout whose engine runs")
     ap.add_argument("--rate", type=float, default=5000.0, help="junk packets per second")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
-    ap.add_argument("--junk", nargs=3, metavar=("PORT", "RATE", "SECONDS"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--senders", type=int, default=1, help="source ports the junk comes from (default 1)"
+    )
+    ap.add_argument(
+        "--junk", nargs=4, metavar=("PORT", "RATE", "SECONDS", "N"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.junk:
-        junk_main(int(args.junk[0]), float(args.junk[1]), float(args.junk[2]))
+        junk_main(int(args.junk[0]), float(args.junk[1]), float(args.junk[2]), int(args.junk[3]))
         return
     with tempfile.TemporaryDirectory() as tmp:
         model = bench_model(Path(tmp))
@@ -180,7 +186,7 @@ def main() -> None:
         cpu0 = [cpu_s(p) for p in procs]
         junk = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.bench_hostile_osc", "--junk", str(port),
-             str(args.rate), str(args.seconds + 1)],
+             str(args.rate), str(args.seconds + 1), str(args.senders)],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         time.sleep(0.5)
@@ -195,10 +201,11 @@ def main() -> None:
     m = re.search(r"underruns (\d+)", summary)
     text = "".join(lines)
     emit(
-        "hostile_osc",
+        "hostile_osc" if args.senders == 1 else f"hostile_osc_{args.senders}_senders",
         {
             "engine_root": args.engine_root,
             "junk_rate_per_s": args.rate,
+            "junk_senders": args.senders,
             "junk_sent": junk_sent,
             "phase_seconds": args.seconds,
             "quiet": quiet,

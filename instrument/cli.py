@@ -452,9 +452,24 @@ NO_OUTPUT_HINT = (
 def _play(args: argparse.Namespace, engine: Any) -> int:
     """Start, print the status, run until Ctrl-C, SIGTERM or --seconds; the exit status (1
     when the decode process died and could not come back)."""
+    # Ctrl-C and SIGTERM only set a flag, from launch to exit: a KeyboardInterrupt raised in
+    # the middle of start() or stop() left half-started processes and, uncaught, ended the
+    # control process by SIGINT (rc -2). Start-up polls the flag (LiveEngine.abort).
+    stop = {"now": False}
+
+    def on_stop(signum: int, frame: Any) -> None:
+        stop["now"] = True
+        engine.abort.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
     try:
         engine.start()
     except EngineError as exc:
+        if engine.abort.is_set():
+            engine.stop()
+            print("Sillage stopped before it was ready", flush=True)
+            return 0
         text = str(exc)
         if text.startswith("OutputError") and "matches several" not in text:
             text = f"{text}. {NO_OUTPUT_HINT}"
@@ -462,12 +477,6 @@ def _play(args: argparse.Namespace, engine: Any) -> int:
     except OSError as exc:
         engine.stop()
         raise UserError(str(exc)) from None
-    stop = {"now": False}
-
-    def on_term(signum: int, frame: Any) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_term)
     end = time.monotonic() + args.seconds if args.seconds else math.inf
     tty = sys.stdout.isatty()
     ui = None
@@ -484,7 +493,7 @@ def _play(args: argparse.Namespace, engine: Any) -> int:
         )
         ui = None if args.no_ui else start_ui(args, engine)
         while not stop["now"] and time.monotonic() < end and engine.failed is None:
-            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+            engine.abort.wait(min(1.0, max(0.0, end - time.monotonic())))
             line = engine.status_line()
             print(("\r" + line + "   ") if tty else line, end="" if tty else "\n", flush=True)
     except KeyboardInterrupt:

@@ -169,8 +169,8 @@ def test_osc_moves_the_latent_and_the_sound(engine: dict[str, Any]) -> None:
 
 def test_bad_input_is_counted_reported_and_harmless(engine: dict[str, Any]) -> None:
     listener = StateListener()
+    client = SimpleUDPClient("127.0.0.1", engine["port"])
     try:
-        client = SimpleUDPClient("127.0.0.1", engine["port"])
         client.send_message("/sillage/subscribe", listener.port)
         client.send_message("/sillage/latent/1", 1.0)
         listener.wait_for("/sillage/state/latent", lambda a: a[1] > 0.99)
@@ -199,8 +199,8 @@ def test_bad_input_is_counted_reported_and_harmless(engine: dict[str, Any]) -> N
         listener.wait_for("/sillage/state/latent", lambda a: a[1] < -0.99)
         assert listener.wait_for("/sillage/state/level")[0] > -60
         assert listener.wait_for("/sillage/state/underruns")[0] == 0
-        client._sock.close()
     finally:
+        client._sock.close()
         listener.close()
     engine["proc"].send_signal(signal.SIGTERM)
     engine["proc"].wait(timeout=30)

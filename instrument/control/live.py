@@ -26,6 +26,7 @@ cannot come back, :attr:`LiveEngine.failed` says why and the CLI exits non-zero.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import multiprocessing as mp
@@ -33,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +135,7 @@ class LiveEngine:
         self._state_conn: Any = None
         self._receiver: threading.Thread | None = None
         self._stopped = threading.Event()
+        self.abort = threading.Event()  # set by a signal handler: give up starting now
         self.queue: Any = None
         self.started_at = math.nan
         # supervision of the decode process
@@ -203,7 +205,8 @@ class LiveEngine:
             name="sillage-decode",
             daemon=True,
         )
-        proc.start()
+        with _sigint_ignored():
+            proc.start()
         ev_recv.close()
         st_send.close()
         deadline = time.monotonic() + timeout_s
@@ -225,6 +228,8 @@ class LiveEngine:
                     raise EngineError(f"the decode process exited with code {proc.exitcode}")
                 if time.monotonic() > deadline:
                     raise EngineError(f"the decode process was not ready in {timeout_s:.0f} s")
+                if self.abort.is_set():
+                    raise EngineError("stopped before the decode process was ready")
         except BaseException:
             if proc.is_alive():
                 proc.terminate()
@@ -577,6 +582,21 @@ class LiveEngine:
             self._state_conn.close()
         self.sender.close()
         return stats
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Start a child with SIGINT ignored (main thread only): it keeps it ignored from its
+    first instruction, so a Ctrl-C to the process group during its start-up (torch's import
+    takes seconds) cannot kill it with a traceback; the control process decides when it stops."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.01) -> bool:

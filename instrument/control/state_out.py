@@ -79,7 +79,8 @@ class StateSender:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2)
+        if self._thread.ident is not None:  # started (an engine stopped while starting: not)
+            self._thread.join(timeout=2)
         self._sock.close()
 
     def subscribe(self, host: str, port: int) -> None:
