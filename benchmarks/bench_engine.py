@@ -5,6 +5,10 @@
 (b) soak: N s on a JACK dummy server at 48 kHz, block 256, 500 OSC msg/s, a GIL-busy neighbour
     thread: underruns (goal 0), decode p99, control→sound latency median and jitter.
 (c) cold start: process launch → "Sillage ready" (ring prefilled, stream running); goal ≤ 5 s.
+(d) latency sweep (issue 13): the soak at prebuffer 1024, 512 and 256, each with TorchScript
+    and nice only (the old engine), onnxruntime and nice only, onnxruntime with the decode
+    worker real-time (below JACK's audio thread): underruns, control→sound median and jitter,
+    and the budget term by term.
 """
 
 from __future__ import annotations
@@ -18,11 +22,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from benchmarks.common import ROOT, bench_model, emit
+from benchmarks.common import ROOT, bench_model, emit, with_twin
+
+SWEEP = (
+    ("torch_nice", ("--backend", "torch", "--rt-priority", "off")),
+    ("onnx_nice", ("--backend", "onnx", "--rt-priority", "off")),
+    ("onnx_rt", ("--backend", "onnx", "--rt-priority", "auto")),
+)
 
 
-def throughput(model: Path, frames: int = 200, trials: int = 40) -> dict[str, float]:
+def throughput(
+    model: Path, frames: int = 200, trials: int = 40, backend: str = "auto"
+) -> dict[str, float | str]:
     import numpy as np
     import torch
 
@@ -32,7 +45,7 @@ def throughput(model: Path, frames: int = 200, trials: int = 40) -> dict[str, fl
     from instrument.link.events import EventQueue
     from instrument.patch import PatchContext, load_patch
 
-    rt = ModelRuntime(model)
+    rt = ModelRuntime(model, backend=backend)
     ModelRuntime.prepare_thread()
     info = rt.info
     loop = DecodeLoop(
@@ -74,6 +87,7 @@ def throughput(model: Path, frames: int = 200, trials: int = 40) -> dict[str, fl
     r, e = min(raw_s), min(eng_s)
     ratios = [a / b for a, b in zip(raw_s, eng_s, strict=True)]
     return {
+        "backend": rt.backend_name,
         "raw_decode_us_per_frame": r * 1e6,
         "engine_us_per_frame": e * 1e6,
         "engine_overhead_us": (e - r) * 1e6,
@@ -167,13 +181,46 @@ def main() -> None:
     ap.add_argument("--blocksize", type=int, default=256)
     ap.add_argument("--prebuffer", type=int, default=1024)
     ap.add_argument("--quick", action="store_true", help="10 s soak")
+    ap.add_argument(
+        "--only-sweep", action="store_true", help="only (d), the latency sweep (and throughput)"
+    )
+    ap.add_argument("--sweep-seconds", type=float, default=20.0, help="length of each sweep soak")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = bench_model(Path(tmp))
-        result = {
+        model = with_twin(bench_model(Path(tmp)), Path(tmp))
+        result: dict[str, Any] = {
             "model": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else model.name
         }
-        result["throughput"] = throughput(model)
+        result["throughput"] = throughput(model, backend="torch")
+        result["throughput_onnx"] = throughput(model, backend="onnx")
+        sweep_s = 10.0 if args.quick else args.sweep_seconds
+        # prebuffer 1024/512/256 at the default block; then 256 with a 128-frame block and
+        # JACK period (the smallest budget: where ≤ 10 ms can be reached)
+        runs = [(pb, args.blocksize) for pb in (1024, 512, 256)] + [(256, 128)]
+        result["latency_sweep"] = {
+            f"prebuffer_{prebuffer}_block_{block}_{name}": soak(
+                model, sweep_s, args.rate, block, prebuffer, *flags
+            )
+            for prebuffer, block in runs
+            for name, flags in SWEEP
+        }
+        result["latency_summary"] = {
+            key: {
+                "underruns": r.get("underruns"),
+                "latency_ms_median": r.get("latency_ms_median"),
+                "latency_ms_sd": r.get("latency_ms_jitter_std"),
+                "decode_ms_p99": r.get("decode_ms_p99"),
+                "budget_ms": r.get("latency_budget_ms"),
+                "backend": r.get("backend"),
+                "worker_priority": r.get("worker_priority"),
+            }
+            if "error" not in r
+            else r
+            for key, r in result["latency_sweep"].items()
+        }
+        if args.only_sweep:
+            emit("engine_latency", result)
+            return
         result["soak"] = soak(
             model, 10.0 if args.quick else args.seconds, args.rate, args.blocksize, args.prebuffer
         )

@@ -39,6 +39,24 @@ def bench_model(tmp: Path) -> Path:
     return make_tiny_model(tmp / "tiny.ts", channels=1, latent_size=8, ratio=256)
 
 
+def with_twin(model: Path, tmp: Path) -> Path:
+    """``model`` if its ONNX twin lies beside it, else a copy in ``tmp`` with a twin written
+    (so both backends can be measured on the same model in one run)."""
+    import shutil
+
+    from models.onnx_export import write_twin
+
+    if model.with_suffix(".onnx").is_file():
+        return model
+    copy = tmp / model.name
+    shutil.copy(model, copy)
+    for suffix in (".toml", ".json"):
+        if model.with_suffix(suffix).is_file():
+            shutil.copy(model.with_suffix(suffix), copy.with_suffix(suffix))
+    write_twin(copy)
+    return copy
+
+
 def emit(name: str, result: dict[str, Any]) -> None:
     """JSON to stdout and to benchmarks/results/NAME.json."""
     result = {"benchmark": name, "machine": machine(), **result}

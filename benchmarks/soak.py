@@ -34,6 +34,9 @@ def main() -> None:
     ap.add_argument("--blocksize", type=int, default=256)
     ap.add_argument("--prebuffer", type=int, default=1024)
     ap.add_argument("--no-neighbour", action="store_true")
+    ap.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
+    ap.add_argument("--rt-priority", default="auto", help="auto, off or N (decode worker)")
+    ap.add_argument("--threads", type=int, default=1, help="decode threads (0: auto)")
     ap.add_argument(
         "--input", default="", help="DEVICE:CHANNELS: duplex, the model listens (patch listen)"
     )
@@ -51,6 +54,9 @@ def main() -> None:
         model=args.model,
         patch="listen" if args.input else "default",
         prebuffer=args.prebuffer,
+        backend=args.backend,
+        rt_priority=args.rt_priority,
+        threads=args.threads,
         output=OutputSpec(
             kind="device",
             device="system JACK",
@@ -120,6 +126,10 @@ def main() -> None:
                 else [],
                 "latency_budget_ms": engine.latency_terms_ms(),
                 "model": engine.model.name,
+                "backend": engine.model.backend,
+                "backend_note": engine.model.backend_note,
+                "threads": engine.model.threads,
+                "worker_priority": engine.snap.priority,
                 "ratio": engine.model.ratio,
                 "samplerate": engine.samplerate,
                 "portaudio": sd.get_portaudio_version()[1],

@@ -52,6 +52,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _threads(text: str) -> int:
+    """``--threads``: a positive number, or ``auto`` (0: chosen from the decode time at load)."""
+    if text == "auto":
+        return 0
+    return _positive_int(text)
+
+
+def _rt_priority(text: str) -> str:
+    if text in ("auto", "off") or (text.isdigit() and 1 <= int(text) <= 99):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, off or a priority 1..99, got {text!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run_instrument.py",
@@ -154,9 +167,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ui", action="store_true", help="do not start the latent map window")
     p.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_threads,
         default=1,
-        help="torch threads for decoding (default 1: measured best under load)",
+        help="decode threads, or auto: 2 when one frame on 1 thread takes more than half its "
+        "budget (default 1: measured best under load)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="what decodes: onnx = onnxruntime on the model's ONNX twin (MODEL.onnx, checked "
+        "against the .ts at load), torch = TorchScript; auto (default): the twin when it "
+        "passes, else TorchScript",
+    )
+    p.add_argument(
+        "--rt-priority",
+        type=_rt_priority,
+        default="auto",
+        metavar="auto|off|N",
+        help="real-time priority of the decode worker: auto (default) = SCHED_FIFO 10 below "
+        "the audio thread where the OS allows it, else nice; off = nice only",
     )
     p.add_argument(
         "--record-dir",
@@ -241,11 +271,11 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """Offline: load model, patch and map in this process."""
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(max(args.threads, 1))
     from instrument.engine.loading import load_start
 
     model_path = resolve_model(args.model)
-    start = load_start(model_path, args.patch, threads=args.threads)
+    start = load_start(model_path, args.patch, threads=args.threads, backend=args.backend)
     return start.runtime, start.patch, load_map(map_path(args.map, model_path))
 
 
@@ -265,9 +295,13 @@ def status_line(snap: EngineSnapshot) -> str:
     model_delay = "" if math.isfinite(terms.get("model", math.nan)) else " + model delay unknown"
     total = sum(v for v in control.values() if math.isfinite(v))
     rs = f" → {sr} Hz (resampled)" if sr != model_sr else ""
+    threads = f"{model.threads} thread{'s' if model.threads != 1 else ''}"
+    decode = f"decode {model.backend_note or model.backend}, {model.threads_note or threads}"
+    priority = f", worker {snap.priority}" if snap.priority else ""
     line = (
         f"Sillage: model {name} ({model_sr} Hz{rs}, ratio {ratio}, latent {latent}, "
-        f"{'stereo' if channels == 2 else 'mono'})  latency budget ≤ {total:.1f} ms = {budget}{model_delay}"
+        f"{'stereo' if channels == 2 else 'mono'})  latency budget ≤ {total:.1f} ms = {budget}{model_delay}\n"
+        f"Sillage: {decode}{priority}"
     )
     if "input" in terms:
         # input → sound: the input term (device in + block + one encoder frame) replaces the
@@ -347,7 +381,8 @@ def run_offline(args: argparse.Namespace) -> int:
     print(
         f"Sillage: rendered {args.seconds:g} s to {out} ({sr} Hz, {audio.shape[1]} ch, "
         f"RMS {20 * math.log10(rms + 1e-12):.1f} dBFS) in {elapsed:.2f} s "
-        f"({args.seconds / max(elapsed, 1e-9):.0f}× real time); rejected events: {reporter.total}"
+        f"({args.seconds / max(elapsed, 1e-9):.0f}× real time, decode {runtime.backend_note}); "
+        f"rejected events: {reporter.total}"
     )
     if metrics.bad_frames:
         print(
@@ -436,6 +471,8 @@ def _spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> A
         output=output,
         prebuffer=args.prebuffer,
         threads=args.threads,
+        backend=args.backend,
+        rt_priority=args.rt_priority,
         latent_map=str(the_map) if the_map else None,
         wav_out=str(wav_out) if wav_out else None,
         record_dir=args.record_dir,

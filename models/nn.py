@@ -180,6 +180,26 @@ def card_path(model_path: str | Path) -> Path | None:
     return None
 
 
+def twin_path(model_path: str | Path) -> Path | None:
+    """The ONNX twin beside a model (``MODEL.onnx``, written by :mod:`models.onnx_export`:
+    the same decoder with its streaming state as explicit inputs/outputs), or None."""
+    twin = Path(model_path).with_suffix(".onnx")
+    return twin if twin.is_file() else None
+
+
+def noise_free_decode(module: Any) -> Any:
+    """The export's decode with its noise branch off, or None when the model has none.
+
+    Sillage exports wrap their model as ``module.model`` whose ``decode(z, add_noise)`` is
+    compiled into the TorchScript file; ``add_noise=False`` makes the output a function of
+    the latents alone, which is how an ONNX twin is checked against it. RAVE exports have no
+    such method (and no twin).
+    """
+    inner = getattr(module, "model", None)
+    decode = getattr(inner, "decode", None) if inner is not None else None
+    return decode if callable(decode) else None
+
+
 def read_card(model_path: str | Path) -> dict[str, Any]:
     """The card beside a model as a dict, or {} (no card, or one that does not parse)."""
     card = card_path(model_path)

@@ -142,3 +142,40 @@ class OnnxStreamingDecoder:
         out = self.session.run(self.outputs, feed)
         self.states = out[1:]
         return out[0]
+
+
+def write_twin(model_path: str | Path, out: str | Path | None = None) -> Path:
+    """Write the ONNX twin of a Sillage TorchScript export beside it (``MODEL.onnx``).
+
+    The config and weights come from the ``.ts`` itself (:func:`models.export.load_weights`),
+    so the twin decodes exactly what the file does; the engine checks that at load
+    (``instrument/engine/backends.py``) and plays the twin with onnxruntime.
+    """
+    from models.export import load_weights
+    from models.families import build_model
+
+    cfg, weights, _ = load_weights(model_path)
+    model = build_model(cfg)
+    model.load_state_dict(weights)
+    target = Path(out) if out is not None else Path(model_path).with_suffix(".onnx")
+    export_onnx(model, cfg, target)  # type: ignore[arg-type]  # a VAE or a DDSP
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m models.onnx_export",
+        description="Write MODEL.onnx, the explicit-state ONNX twin of a Sillage export MODEL.ts "
+        "(the engine plays it with onnxruntime after checking it against the .ts).",
+    )
+    parser.add_argument("model", help="a .ts file written by python -m models.export")
+    parser.add_argument("--out", default=None, help="default: MODEL.onnx beside the model")
+    args = parser.parse_args(argv)
+    print(write_twin(args.model, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -523,9 +523,10 @@ class LiveEngine:
         prebuffer = snap.prebuffer if snap and snap.prebuffer else self.spec.prebuffer
         listening = snap is not None and "input" in snap.terms
         overruns = f"  input overruns {snap.input_overruns}" if listening and snap else ""
+        backend = snap.model.backend if snap else "?"
         line = (
             f"underruns {m.underruns} (device {m.device_underflows}){overruns}  "
-            f"decode p50 {p50:.2f} ms "
+            f"decode ({backend}) p50 {p50:.2f} ms "
             f"p99 {p99:.2f} ms  ring {m.ring_fill}/{prebuffer}  latency {lat}  "
             f"level {m.rms_db:.0f} dB  rejected {sum(self.rejected().values())}"
         )

@@ -114,7 +114,10 @@ def load_swap(
         The caller reports them; the engine keeps playing what it plays.
     """
     if kind == "model":
-        new = ModelRuntime(arg)
+        # the same backend choice and threads as the playing model (--backend, --threads)
+        new = ModelRuntime(
+            arg, threads=runtime.requested_threads, backend=runtime.requested_backend
+        )
         loaded = load_patch_for(patch.path or "default", new)
         encoder = new.fresh() if listen and new.info.has_encode else None
         return Swap(
@@ -133,7 +136,9 @@ def voice_streams(patch: Patch, runtime: ModelRuntime) -> list[ModelRuntime]:
     return [runtime.fresh() for _ in range(n - 1)]
 
 
-def load_start(model: str | Path, patch: str | Path, *, threads: int = 1) -> Swap:
+def load_start(
+    model: str | Path, patch: str | Path, *, threads: int = 1, backend: str = "auto"
+) -> Swap:
     """The model and patch the engine starts with (CLI, decode process)."""
-    runtime = ModelRuntime(model, threads=threads)
+    runtime = ModelRuntime(model, threads=threads, backend=backend)
     return Swap(runtime=runtime, patch=load_patch_for(patch, runtime))

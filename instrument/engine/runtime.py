@@ -9,16 +9,25 @@ out_ratio]``, and its sample rate in ``sr`` (RAVE), ``sampling_rate`` (older RAV
 
 from __future__ import annotations
 
-import io
-import warnings
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from instrument.engine.backends import (
+    BACKENDS,
+    Backend,
+    OnnxBackend,
+    OnnxTwin,
+    TorchBackend,
+    TwinError,
+    check_twin,
+    jit_load,
+)
 from instrument.errors import ModelError
-from models.nn import ContractError, LatentCard, read_contract
+from models.nn import ContractError, LatentCard, noise_free_decode, read_contract, twin_path
 
 
 @dataclass(frozen=True)
@@ -58,47 +67,64 @@ def _torch() -> Any:
     return torch
 
 
-def _jit_load(data: bytes, label: str) -> Any:
-    torch = _torch()
-    with warnings.catch_warnings():
-        # torch 2.13 deprecates TorchScript entry points; nn~ models are TorchScript.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            return torch.jit.load(io.BytesIO(data), map_location="cpu")
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(
-                f"{label} is not a loadable TorchScript model ({first}); "
-                "export it with `rave export --streaming` or `python -m models.export`"
-            ) from None
-
-
 class ModelRuntime:
     """A loaded, validated model. Not thread-safe: one runtime per decode worker.
+
+    The TorchScript file is the model (its contract is read from it, ``encode`` always runs
+    on it); ``decode`` runs on a :mod:`backend <instrument.engine.backends>`: TorchScript, or
+    onnxruntime when an ONNX twin beside the file passed its check.
 
     Parameters
     ----------
     path : str or Path
         TorchScript file.
     threads : int
-        torch intra-op threads (1 by default: measured, 2 threads with a busy neighbour
-        pushed decode p99 from ≤ 22 ms to 0.1–0.9 s).
+        Intra-op threads of the decode (1 by default: measured, 2 threads with a busy neighbour
+        pushed decode p99 from ≤ 22 ms to 0.1–0.9 s). 0 means *auto*: 1, or 2 when one frame
+        on 1 thread takes more than half its budget (timed at load; see :meth:`auto_threads`).
+    backend : {"auto", "torch", "onnx"}
+        ``auto``: the ONNX twin when there is one and it matches, else TorchScript.
+        ``onnx``: the twin or a :class:`ModelError` saying why not.
     """
 
-    def __init__(self, path: str | Path, *, threads: int = 1) -> None:
+    def __init__(self, path: str | Path, *, threads: int = 1, backend: str = "auto") -> None:
         self.path = Path(path)
+        if backend not in BACKENDS:
+            raise ModelError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
         if not self.path.is_file():
             raise ModelError(
                 f"model file {str(path)!r} not found; give a path to a .ts file (--model)"
             )
+        self.requested_backend = backend
+        self.requested_threads = threads
         self._bytes = self.path.read_bytes()
         torch = _torch()
-        if threads > 0 and torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        self.module = _jit_load(self._bytes, str(self.path))
-        self.info = self._inspect(self.module)
+        if torch.get_num_threads() != max(threads, 1):
+            torch.set_num_threads(max(threads, 1))
+        self.threads_note = f"{max(threads, 1)} thread{'s' if threads > 1 else ''}"
+        self.twin_diff = float("nan")
+        self._module: Any = jit_load(self._bytes, str(self.path))
+        self.info = self._inspect(self._module)
         self._torch = torch
         self.validate()
+        self.backend: Backend = TorchBackend(self._module, self.info.latent_size, self._reload)
+        self.backend_note = "TorchScript"
+        self._choose_backend(backend, max(threads, 1))
+        self.warmup()
+        if threads == 0:
+            self.auto_threads()
+
+    # --- loading ----------------------------------------------------------------------------
+    def _reload(self) -> Any:
+        return jit_load(self._bytes, str(self.path))
+
+    @property
+    def module(self) -> Any:
+        """The TorchScript module (``encode`` runs on it). Copies made by :meth:`fresh` on the
+        ONNX backend load theirs on first use: most never encode."""
+        if self._module is None:
+            self._module = self._reload()
+        return self._module
 
     def _inspect(self, module: Any) -> ModelInfo:
         try:
@@ -127,12 +153,12 @@ class ModelRuntime:
         )
 
     def validate(self) -> None:
-        """Decode zeros (two frames, then one) and check the shapes; this also warms up."""
+        """Decode zeros (two frames, then one) with TorchScript and check the shapes."""
         info = self.info
         for n_frames in (2, 1, 1):
             z = np.zeros((info.latent_size, n_frames), dtype=np.float32)
             try:
-                y = self._decode_tensor(z)
+                y = self._torch_decode(z)
             except Exception as exc:
                 msg = str(exc).strip().splitlines()
                 raise ModelError(
@@ -147,26 +173,147 @@ class ModelRuntime:
                 )
         # No reload here: live playing starts from this warmed-up state (it decoded zeros, which
         # is harmless), and offline renders take a fresh() copy anyway.
-        self._alloc_frame()
-        self.warmup()
+
+    def _torch_decode(self, z: np.ndarray) -> np.ndarray:
+        torch = _torch()
+        with torch.inference_mode():
+            y = self._module.decode(torch.from_numpy(z)[None])
+        return y[0].numpy()
+
+    def _choose_backend(self, wanted: str, threads: int) -> None:
+        """Put the ONNX twin in charge of decode when asked for (or ``auto``) and it checks out;
+        otherwise keep TorchScript and say why in :attr:`backend_note`."""
+        if wanted == "torch":
+            self.backend_note = "TorchScript (--backend torch)"
+            return
+        twin_file = twin_path(self.path)
+        if twin_file is None:
+            why = f"no ONNX twin {self.path.with_suffix('.onnx').name} beside the model"
+            if wanted == "onnx":
+                raise ModelError(
+                    f"--backend onnx: {why}",
+                    fix="export one with `python -m models.onnx_export MODEL.ts`, or use "
+                    "--backend auto (TorchScript)",
+                )
+            self.backend_note = f"TorchScript ({why})"
+            return
+        try:
+            twin = self._load_twin(twin_file, threads)
+        except TwinError as exc:
+            why = f"ONNX twin {twin_file.name} refused: {exc}"
+            if wanted == "onnx":
+                raise ModelError(f"--backend onnx: {why}", fix="or use --backend auto") from None
+            self.backend_note = f"TorchScript ({why})"
+            return
+        self.backend = OnnxBackend(twin, seed=int(np.random.randint(2**31)))
+        self.backend_note = f"onnx (twin {twin_file.name} checked: max diff {self.twin_diff:.1e})"
+
+    def _load_twin(self, twin_file: Path, threads: int) -> OnnxTwin:
+        info = self.info
+        twin = OnnxTwin(
+            twin_file,
+            latent_size=info.latent_size,
+            ratio=info.ratio,
+            channels=info.channels,
+            threads=threads,
+        )
+        reference_module = self._reload()  # a fresh state, as the twin's
+        noise_free = noise_free_decode(reference_module)
+        if noise_free is None:
+            raise TwinError(
+                "the TorchScript model has no model.decode(z, add_noise) to compare it "
+                "without noise (only Sillage exports have twins)"
+            )
+        torch = _torch()
+
+        def reference(z: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return noise_free(torch.from_numpy(np.ascontiguousarray(z))[None], False)[0].numpy()
+
+        self.twin_diff = check_twin(twin, reference, info.latent_size)
+        return twin
+
+    # --- decoding ---------------------------------------------------------------------------
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def threads(self) -> int:
+        return self.backend.threads
 
     def warmup(self, n_calls: int | None = None) -> None:
         """Decode zeros a few times: TorchScript's profiling executor optimises on the first
-        calls (160–400 ms on big models), which must not happen on the audio path. It also
-        flushes the streaming caches: RAVE's exporter saves them filled by its own test calls
-        on random input, so warm up for longer than the model's delay (8 frames if unknown)."""
+        calls (160–400 ms on big models), and onnxruntime allocates on its first; neither may
+        happen on the audio path. It also flushes the streaming caches: RAVE's exporter saves
+        them filled by its own test calls on random input, so warm up for longer than the
+        model's delay (8 frames if unknown)."""
         if n_calls is None:
             delay = self.info.delay_samples
             n_calls = max(3, -(-delay // self.info.ratio) + 1) if delay is not None else 8
-        z = np.zeros((self.info.latent_size, 1), dtype=np.float32)
-        for _ in range(n_calls):
-            self._decode_tensor(z)
-
-    def _decode_tensor(self, z: np.ndarray) -> np.ndarray:
+        z = np.zeros(self.info.latent_size, dtype=np.float32)
         torch = _torch()
         with torch.inference_mode():
-            y = self.module.decode(torch.from_numpy(z)[None])
-        return y[0].numpy()
+            for _ in range(n_calls):
+                self.backend.decode_frame(z)
+
+    def time_frame_s(self, n_calls: int = 8) -> float:
+        """Median seconds per :meth:`decode_frame` on zeros (this state; after warm-up)."""
+        z = np.zeros(self.info.latent_size, dtype=np.float32)
+        times = []
+        torch = _torch()
+        with torch.inference_mode():
+            for _ in range(n_calls):
+                t0 = time.perf_counter()
+                self.backend.decode_frame(z)
+                times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    def auto_threads(self) -> None:
+        """``--threads auto``: stay on 1 thread unless one frame takes more than half its
+        budget there and the machine has a second core; then decode on 2, if 2 are measurably
+        faster (a second core busy with something else makes them slower: measured 0.36×)."""
+        import os
+
+        t1 = self.time_frame_s()
+        self.threads_note = (
+            f"1 thread ({1e3 * t1:.2f} ms of a {1e3 * self.info.frame_s:.2f} ms frame)"
+        )
+        if t1 <= 0.5 * self.info.frame_s or (os.cpu_count() or 1) < 2:
+            return
+        self.set_threads(2)
+        t2 = self.time_frame_s()
+        if t2 > 0.8 * t1:  # a busy second core: 2 threads would only contend (measured)
+            self.set_threads(1)
+            self.threads_note = (
+                f"1 thread ({1e3 * t1:.2f} ms of a {1e3 * self.info.frame_s:.2f} ms frame; "
+                f"2 threads were not faster: {1e3 * t2:.2f} ms)"
+            )
+            return
+        self.threads_note = (
+            f"2 threads ({1e3 * t1:.2f} ms on 1 thread > half the {1e3 * self.info.frame_s:.2f} ms "
+            f"frame; {1e3 * t2:.2f} ms on 2)"
+        )
+
+    def set_threads(self, threads: int) -> None:
+        """Decode on ``threads`` intra-op threads from now on (same streaming state for torch;
+        the ONNX session is rebuilt, its state carried over)."""
+        if isinstance(self.backend, OnnxBackend):
+            old = self.backend
+            twin = OnnxTwin(
+                old.twin.path,
+                latent_size=self.info.latent_size,
+                ratio=self.info.ratio,
+                channels=self.info.channels,
+                threads=threads,
+            )
+            new = OnnxBackend(twin, seed=old.seed)
+            new._feed.update({k: v for k, v in old._feed.items() if k in twin.state_names})
+            self.backend = new
+        else:
+            self._torch.set_num_threads(threads)
+            self.backend.threads = threads
+        self.warmup(3)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decode latents to audio. Runs on the decode worker.
@@ -179,12 +326,12 @@ class ModelRuntime:
         -------
         ndarray, shape (channels, n_frames * ratio), float32
         """
-        return self._decode_tensor(np.ascontiguousarray(z, dtype=np.float32))
+        return self.backend.decode(np.ascontiguousarray(z, dtype=np.float32))
 
     def decode_frame(self, z: np.ndarray) -> np.ndarray:
-        """Decode one frame with as little Python around torch as possible. Decode worker.
+        """Decode one frame with as little Python around the backend as possible. Decode worker.
 
-        The input tensor is reused (copied into, not allocated) and autograd is off for the
+        The input buffer is reused (copied into, not allocated) and autograd is off for the
         calling thread, which the decode worker sets once (:meth:`prepare_thread`).
 
         Parameters
@@ -195,9 +342,7 @@ class ModelRuntime:
         -------
         ndarray, shape (channels, ratio), float32 (a view: copy before the next call)
         """
-        buf = self._frame_in
-        buf[:, 0] = z
-        return self.module.decode(self._frame_in_t)[0].numpy()
+        return self.backend.decode_frame(z)
 
     @staticmethod
     def prepare_thread() -> None:
@@ -231,31 +376,25 @@ class ModelRuntime:
         return self.module.encode(x)[0, :, -1].numpy()
 
     def reset(self) -> None:
-        """Fresh streaming state: reload the module from memory (streaming caches live inside it)."""
-        self.module = _jit_load(self._bytes, str(self.path))
-        self._alloc_frame()
-
-    def _alloc_frame(self) -> None:
-        torch = _torch()
-        self._frame_in_t = torch.zeros(1, self.info.latent_size, 1)
-        self._frame_in = self._frame_in_t.numpy()[0]
+        """Fresh streaming state (TorchScript: reload the module from memory, its caches live
+        inside it; ONNX: zero the explicit state)."""
+        self.backend = self.backend.fresh()
+        self._module = getattr(self.backend, "module", None)
 
     def release(self) -> None:
         """Drop the loaded module (its memory) and keep the file's bytes, so :meth:`fresh`
         can still bring the model back (the loop keeps the previous model this way, to fall
-        back to)."""
-        self.module = None
-        self._frame_in_t = None
-        self._frame_in = None
+        back to). An ONNX copy keeps its backend: the session is shared, its state small."""
+        self._module = None
+        if isinstance(self.backend, TorchBackend):
+            self.backend.module = None
 
     def fresh(self) -> ModelRuntime:
-        """Another runtime of the same model with its own streaming state (no disk read)."""
+        """Another runtime of the same model, same backend, with its own streaming state (no
+        disk read; an ONNX copy shares the session)."""
         other = object.__new__(ModelRuntime)
-        other.path = self.path
-        other._bytes = self._bytes
-        other._torch = self._torch
-        other.module = _jit_load(self._bytes, str(self.path))
-        other.info = self.info
-        other._alloc_frame()
+        other.__dict__.update(self.__dict__)
+        other.backend = self.backend.fresh()
+        other._module = getattr(other.backend, "module", None)
         other.warmup()
         return other

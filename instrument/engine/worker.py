@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from instrument.engine.loading import load_start, load_swap
+from instrument.engine.priority import raise_decode_thread
 from instrument.engine.runtime import ModelError, ModelRuntime
 from instrument.errors import PatchError
 from instrument.link.messages import (
@@ -143,7 +144,9 @@ class WorkerSpec:
     patch: str
     output: OutputSpec
     prebuffer: int
-    threads: int = 1
+    threads: int = 1  # 0: auto (from the decode time measured at load)
+    backend: str = "auto"  # auto | torch | onnx (instrument.engine.backends)
+    rt_priority: str = "auto"  # auto | off | N (instrument.engine.priority)
     latent_map: str | None = None
     switch_interval_s: float = 0.0005
     wav_out: str | None = None
@@ -245,6 +248,7 @@ class DecodeWorker:
         self._level_n = 0
         self._level_peak = 0.0
         self.first_sound_at = math.nan
+        self.priority = ""  # what the decode thread got (instrument.engine.priority)
 
     def _tag(self, t: float, word: str) -> None:
         if self.recorder is not None:
@@ -401,6 +405,9 @@ class DecodeWorker:
         threading.Thread(target=target, name=f"sillage-{label}", daemon=True).start()
 
     def _load(self, kind: str, arg: str) -> None:
+        from instrument.engine.priority import normal_here
+
+        normal_here()  # started by the decode worker: do not inherit its real-time priority
         try:
             swap = load_swap(
                 kind,
@@ -466,6 +473,10 @@ class DecodeWorker:
                 channels=i.channels,
                 delay_samples=i.delay_samples,
                 latent=i.latent,
+                backend=self.loop.runtime.backend_name,
+                backend_note=self.loop.runtime.backend_note,
+                threads=self.loop.runtime.threads,
+                threads_note=self.loop.runtime.threads_note,
             ),
             patch=self.loop.patch.name,
             patch_path=str(self.loop.patch.path) if self.loop.patch.path else None,
@@ -494,6 +505,7 @@ class DecodeWorker:
             target=tuple(float(v) for v in self.loop.state.target),
             gain_db=float(self.loop.state.gain_db),
             first_sound_at=self.first_sound_at,
+            priority=self.priority,
             latency_values_ms=(m.latency_s.values() * 1e3).tolist() if final else None,
             input_note=self.input_note,
             input_overruns=self._input_overruns(),
@@ -524,8 +536,8 @@ def build(spec: WorkerSpec) -> tuple[ModelRuntime, Patch, Any, Any]:
     map_thread.start()
     import torch
 
-    torch.set_num_threads(spec.threads)
-    start = load_start(spec.model, spec.patch, threads=spec.threads)
+    torch.set_num_threads(max(spec.threads, 1))
+    start = load_start(spec.model, spec.patch, threads=spec.threads, backend=spec.backend)
     runtime, patch = start.runtime, start.patch
     assert runtime is not None and patch is not None
     map_thread.join()
@@ -572,6 +584,8 @@ def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> 
             worker.resume(spec.resume)
         worker.prefill()
         output.start()
+        # after start: the audio thread (JACK's client thread, PortAudio's) exists to stay under
+        worker.priority = raise_decode_thread(spec.rt_priority, nice=spec.nice)
     except Exception as exc:
         send(Failed(f"{type(exc).__name__}: {exc}"))
         return

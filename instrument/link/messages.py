@@ -30,6 +30,10 @@ class ModelSummary:
     channels: int
     delay_samples: int | None = None
     latent: LatentCard = field(default_factory=LatentCard)
+    backend: str = "torch"  # what decodes: "torch" (TorchScript) or "onnx" (its checked twin)
+    backend_note: str = ""  # why that backend (no twin, twin refused and why, check result)
+    threads: int = 1  # decode intra-op threads
+    threads_note: str = ""  # how they were chosen (--threads auto says what it measured)
 
     def state_args(self) -> tuple[str, int, int, int]:
         """The arguments of ``/sillage/state/model`` (name, rate, ratio, latent size)."""
@@ -62,6 +66,7 @@ class EngineSnapshot:
     rejected: dict[str, int]
     terms: dict[str, float]
     first_sound_at: float = math.nan
+    priority: str = ""  # the decode worker's scheduling, e.g. "SCHED_FIFO 60 (audio 70)"
     latency_values_ms: list[float] | None = None  # every measurement, in the final snapshot
     # faults of the decode side (see instrument.engine.loop): frames replaced by silence
     bad_frames: int = 0
