@@ -271,4 +271,4 @@ class Listener:
 def make_encoder(runtime: ModelRuntime) -> ModelRuntime | None:
     """The listener's own copy of ``runtime`` (None for a decoder-only model). Off the decode
     worker: a copy costs a TorchScript load and a warm-up."""
-    return runtime.fresh() if runtime.info.has_encode else None
+    return runtime.fresh(encoder=True) if runtime.info.has_encode else None

@@ -389,12 +389,16 @@ class ModelRuntime:
         if isinstance(self.backend, TorchBackend):
             self.backend.module = None
 
-    def fresh(self) -> ModelRuntime:
+    def fresh(self, *, encoder: bool = False) -> ModelRuntime:
         """Another runtime of the same model, same backend, with its own streaming state (no
-        disk read; an ONNX copy shares the session)."""
+        disk read; an ONNX copy shares the session). ``encoder``: load the TorchScript module
+        now, which an ONNX copy otherwise loads on its first ``encode`` (pass it for a copy
+        that will encode on the decode worker)."""
         other = object.__new__(ModelRuntime)
         other.__dict__.update(self.__dict__)
         other.backend = self.backend.fresh()
         other._module = getattr(other.backend, "module", None)
+        if encoder:
+            _ = other.module
         other.warmup()
         return other
