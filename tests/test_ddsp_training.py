@@ -121,3 +121,14 @@ def test_unlabelled_audio_is_labelled_by_models_pitchtrack(tmp_path: Path) -> No
         steady = f0[10:-10][voiced[10:-10] > 0]
         assert len(steady) > 0.8 * (len(f0) - 20)
         assert np.all(np.abs(1200 * np.log2(steady / want)) < 10)
+
+
+def test_pitchtune_tones_are_labelled_with_their_f0() -> None:
+    from models.ddsp_pitchtune import random_tones
+
+    x, f0, voiced = random_tones(np.random.default_rng(1), 4, 16384, 48000, 256)
+    assert x.shape == (4, 1, 16384) and f0.shape == voiced.shape == (4, 64)
+    for i in range(4):
+        est, aper = estimate_f0(x[i, 0, 4096:12288], 48000, fmin=25)
+        if aper < 0.2:  # a clean periodic stretch: the label is its pitch
+            assert abs(1200 * np.log2(est / np.median(f0[i, 16:48]))) < 30
