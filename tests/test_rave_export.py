@@ -194,3 +194,34 @@ def test_offline_render_with_the_cli(model_path: Path, runtime, tmp_path: Path) 
     # random weights may be quiet; silent (all zeros) would mean nothing was decoded
     assert np.abs(audio).max() > 0
     print(f"\n{res.stdout.strip()}")
+
+
+def test_listens_to_a_file_at_its_encode_ratio(model_path: Path, runtime, tmp_path: Path) -> None:
+    """--input-file through a RAVE export (encode ratio 2048): same file twice, same render;
+    the listener adds one encoder frame (46 ms at 44.1 kHz) to the input path."""
+    import soundfile as sf
+    import torch
+
+    from instrument.engine.listen import FileInput, Listener
+
+    sr = runtime.info.samplerate
+    t = np.arange(2 * sr) / sr
+    tone = tmp_path / "in.wav"
+    sf.write(tone, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 48000)  # resampled
+    listener = Listener(runtime.fresh_encoder(), FileInput(tone, samplerate=sr))
+    assert listener.enc_ratio == (runtime.info.encode_ratio or runtime.info.ratio)
+    assert abs(listener.added_latency_s - listener.enc_ratio / sr) < 1e-9
+    with torch.no_grad():
+        z = [listener.step(runtime.info.ratio) for _ in range(8)]
+    assert all(v is not None and np.isfinite(v).all() for v in z)
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"listen{i}.wav"
+        res = subprocess.run(
+            [sys.executable, "run_instrument.py", "--offline", str(out), "--model",
+             str(model_path), "--input-file", str(tone), "--patch", "listen", "--seconds", "1"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr[-2000:]
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]  # RAVE's encode samples its posterior: seeded, it repeats

@@ -121,7 +121,8 @@ class Listener:
     Parameters
     ----------
     encoder : ModelRuntime or None
-        A ``fresh()`` copy of the playing model (its own streaming state), with ``encode``;
+        A ``fresh_encoder()`` copy of the playing model (its own streaming state, warmed up
+        on silence), with ``encode``;
         None for a decoder-only model: the input is then read and dropped (:attr:`active`
         False) until a model that can listen is loaded.
     source : InputSource
@@ -271,4 +272,4 @@ class Listener:
 def make_encoder(runtime: ModelRuntime) -> ModelRuntime | None:
     """The listener's own copy of ``runtime`` (None for a decoder-only model). Off the decode
     worker: a copy costs a TorchScript load and a warm-up."""
-    return runtime.fresh(encoder=True) if runtime.info.has_encode else None
+    return runtime.fresh_encoder() if runtime.info.has_encode else None

@@ -119,7 +119,7 @@ def load_swap(
             arg, threads=runtime.requested_threads, backend=runtime.requested_backend
         )
         loaded = load_patch_for(patch.path or "default", new)
-        encoder = new.fresh(encoder=True) if listen and new.info.has_encode else None
+        encoder = new.fresh_encoder() if listen and new.info.has_encode else None
         return Swap(
             runtime=new,
             patch=loaded,

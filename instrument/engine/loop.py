@@ -828,7 +828,7 @@ class DecodeLoop:
             rt = previous.fresh() if previous is not None else ModelRuntime(DEFAULT_MODEL)
             patch = load_patch_for(patch_path, rt)
             voices = [rt.fresh() for _ in range(patch.controller.n_voices - 1)]
-            encoder = rt.fresh(encoder=True) if listening and rt.info.has_encode else None
+            encoder = rt.fresh_encoder() if listening and rt.info.has_encode else None
             return Swap(
                 runtime=rt, patch=patch, voice_runtimes=voices, reason="fallback", encoder=encoder
             )

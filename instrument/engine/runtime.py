@@ -375,6 +375,28 @@ class ModelRuntime:
         x = self._torch.from_numpy(np.array(audio, dtype=np.float32, order="C"))[None]
         return self.module.encode(x)[0, :, -1].numpy()
 
+    def warmup_encode(self, n_calls: int | None = None) -> None:
+        """Encode silence a few frames: the encoder's streaming caches, like the decoder's
+        (:meth:`warmup`), may hold what an exporter's test calls left there (RAVE's do), and
+        its first calls are TorchScript's slow profiling runs. Off the decode worker."""
+        info = self.info
+        ratio = info.encode_ratio or info.ratio
+        if n_calls is None:
+            delay = info.delay_samples
+            n_calls = max(3, -(-delay // ratio) + 1) if delay is not None else 8
+        silence = np.zeros((info.encode_channels or info.channels, ratio), dtype=np.float32)
+        torch = self._torch
+        with torch.inference_mode():
+            for _ in range(n_calls):
+                self.module.encode(torch.from_numpy(silence.copy())[None])
+
+    def fresh_encoder(self) -> ModelRuntime:
+        """A :meth:`fresh` copy for listening, its encoder warmed up on silence (so a render
+        starts from the same state whatever the model's file held). Off the decode worker."""
+        other = self.fresh(encoder=True)
+        other.warmup_encode()
+        return other
+
     def reset(self) -> None:
         """Fresh streaming state (TorchScript: reload the module from memory, its caches live
         inside it; ONNX: zero the explicit state)."""
