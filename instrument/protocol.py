@@ -389,6 +389,14 @@ ADDRESSES: tuple[Address, ...] = (
         group="state",
     ),
     Address(
+        "/sillage/state/input",
+        "ffi",
+        "The audio input, when listening (--input): RMS and peak in dBFS over the last state "
+        "period, and input overruns since start (samples lost; should stay 0).",
+        direction="out",
+        group="state",
+    ),
+    Address(
         "/sillage/state/underruns",
         "i",
         "Audio underruns since start (should stay 0).",

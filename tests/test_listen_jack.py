@@ -67,6 +67,8 @@ def test_jack_input_is_heard_through_the_model(tmp_path: Path) -> None:
     assert engine.returncode == 0, log
     assert client.returncode == 0, client.stderr
     assert "listening to input device" in log and "input → sound ≤" in log, log
+    live = [line for line in log.splitlines() if line.startswith("underruns ")]
+    assert live and all(", overruns " in line for line in live), live  # the live line
     data = np.load(out)
     assert bool(data["connected"]) and bool(data["finished"]), "the client never played it all"
     sr = int(data["samplerate"])

@@ -120,6 +120,7 @@ class LiveEngine:
         self.reporter = reporter or Reporter()
         self.metrics = Metrics()
         self.snap: EngineSnapshot | None = None
+        self._input_rms_db = -120.0  # the input's last level, for the live line
         self.final: Stopped | None = None
         self.sender = StateSender(self._snapshot)
         self.sender.on_subscribe = self._hello
@@ -492,6 +493,9 @@ class LiveEngine:
             msgs.append(("/sillage/state/xy", s.xy))
         m = self.metrics
         msgs.append(("/sillage/state/level", (m.rms_db, m.peak_db)))
+        if s.input_level_db is not None:
+            rms, peak = s.input_level_db
+            msgs.append(("/sillage/state/input", (rms, peak, int(s.input_overruns))))
         msgs.append(("/sillage/state/underruns", (int(m.underruns),)))
         med, _ = self.latency_ms()
         t = self.latency_terms_ms()
@@ -522,7 +526,12 @@ class LiveEngine:
         snap = self.snap
         prebuffer = snap.prebuffer if snap and snap.prebuffer else self.spec.prebuffer
         listening = snap is not None and "input" in snap.terms
-        overruns = f"  input overruns {snap.input_overruns}" if listening and snap else ""
+        overruns = ""
+        if listening and snap is not None:
+            level = snap.input_level_db
+            if level is not None:
+                self._input_rms_db = level[0]
+            overruns = f"  input {self._input_rms_db:.0f} dB, overruns {snap.input_overruns}"
         backend = snap.model.backend if snap else "?"
         line = (
             f"underruns {m.underruns} (device {m.device_underflows}){overruns}  "

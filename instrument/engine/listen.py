@@ -20,6 +20,7 @@ encoder frames or :data:`MAX_BACKLOG_SAMPLES` (after a stall) is dropped, counte
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Protocol
 
@@ -137,6 +138,7 @@ class Listener:
         self.frames_encoded = 0
         self.skipped = 0
         self.bad_input = 0  # frames with NaN/inf samples (zeroed before encode)
+        self._level = [0.0, 0, 0.0]  # sum of squares, samples, peak since the last level()
         self.transform: LatentTransform | None = None
         self.install(encoder)
 
@@ -223,6 +225,12 @@ class Listener:
             self.bad_input += 1
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         x = self._to_model_channels(x)
+        if x.size:
+            flat = x.ravel()
+            lv = self._level
+            lv[0] += float(np.dot(flat, flat))
+            lv[1] += flat.size
+            lv[2] = max(lv[2], float(np.abs(flat).max()))
         acc = np.concatenate([self._acc, x]) if self._acc.size else x
         r = self.enc_ratio
         full = acc.shape[0] // r
@@ -254,6 +262,14 @@ class Listener:
             return lat.latent_to_pitch(float(self.z_in[lat.pitch_dim]))
         except (ValueError, OverflowError):
             return None
+
+    def level_db(self) -> tuple[float, float] | None:
+        """Input RMS and peak (dBFS) since the last call, None when nothing arrived."""
+        sq, n, peak = self._level
+        self._level = [0.0, 0, 0.0]
+        if not n:
+            return None
+        return 10 * math.log10(sq / n + 1e-12), 20 * math.log10(peak + 1e-12)
 
     def descriptor_args(self) -> tuple[float, ...]:
         """The descriptors as the arguments of :data:`AUDIO_ADDRESS`, in

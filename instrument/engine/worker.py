@@ -509,6 +509,7 @@ class DecodeWorker:
             latency_values_ms=(m.latency_s.values() * 1e3).tolist() if final else None,
             input_note=self.input_note,
             input_overruns=self._input_overruns(),
+            input_level_db=self.listener.level_db() if self.listener is not None else None,
         )
 
     def _input_overruns(self) -> int:

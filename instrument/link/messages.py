@@ -82,6 +82,7 @@ class EngineSnapshot:
     gain_db: float = 0.0
     input_note: str = ""  # listening to what, or why not ("" without --input)
     input_overruns: int = 0  # input samples lost: capture ring full, or a backlog dropped
+    input_level_db: tuple[float, float] | None = None  # RMS, peak of the input (listening)
 
 
 @dataclass(frozen=True)

@@ -4658,10 +4658,11 @@
       {
         "box": {
           "maxclass": "newobj",
-          "text": "route /sillage/state/latent /sillage/state/xy /sillage/state/level /sillage/state/underruns /sillage/state/latency_ms /sillage/state/decode_ms /sillage/state/model /sillage/state/label /sillage/state/label/delete /sillage/state/region /sillage/state/region/delete /sillage/state/error",
+          "text": "route /sillage/state/latent /sillage/state/xy /sillage/state/level /sillage/state/input /sillage/state/underruns /sillage/state/latency_ms /sillage/state/decode_ms /sillage/state/model /sillage/state/label /sillage/state/label/delete /sillage/state/region /sillage/state/region/delete /sillage/state/error",
           "numinlets": 2,
-          "numoutlets": 13,
+          "numoutlets": 14,
           "outlettype": [
+            "",
             "",
             "",
             "",
@@ -4939,17 +4940,113 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/underruns i: Audio underruns since start (should stay 0).",
+          "text": "state/input ffi: The audio input, when listening (--input): RMS and peak in dBFS over the last state period, and input overruns since start (samples lost; should stay 0).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2450,
             750.0,
             320,
+            62.0
+          ],
+          "linecount": 4,
+          "id": "obj-256"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "unpack f f i",
+          "numinlets": 1,
+          "numoutlets": 3,
+          "outlettype": [
+            "float",
+            "float",
+            "int"
+          ],
+          "patching_rect": [
+            2450,
+            816.0,
+            98.0,
+            22.0
+          ],
+          "id": "obj-257"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            2450,
+            852.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-258"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            2502,
+            852.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-259"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "number",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            2554,
+            852.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-260"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/underruns i: Audio underruns since start (should stay 0).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2450,
+            890.0,
+            320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-256"
+          "id": "obj-261"
         }
       },
       {
@@ -4964,12 +5061,12 @@
           "parameter_enable": 0,
           "patching_rect": [
             2450,
-            788.0,
+            928.0,
             60.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-257"
+          "id": "obj-262"
         }
       },
       {
@@ -4980,12 +5077,12 @@
           "numoutlets": 0,
           "patching_rect": [
             2450,
-            832.0,
+            972.0,
             320,
             62.0
           ],
           "linecount": 4,
-          "id": "obj-258"
+          "id": "obj-263"
         }
       },
       {
@@ -5004,110 +5101,10 @@
           ],
           "patching_rect": [
             2450,
-            898.0,
+            1038.0,
             140.0,
             22.0
           ],
-          "id": "obj-259"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            2450,
-            934.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-260"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            2502,
-            934.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-261"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            2554,
-            934.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-262"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            2606,
-            934.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
-          "id": "obj-263"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "flonum",
-          "numinlets": 1,
-          "numoutlets": 2,
-          "outlettype": [
-            "",
-            "bang"
-          ],
-          "parameter_enable": 0,
-          "patching_rect": [
-            2658,
-            934.0,
-            48.0,
-            22.0
-          ],
-          "ignoreclick": 1,
           "id": "obj-264"
         }
       },
@@ -5122,8 +5119,8 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2710,
-            934.0,
+            2450,
+            1074.0,
             48.0,
             22.0
           ],
@@ -5133,36 +5130,41 @@
       },
       {
         "box": {
-          "maxclass": "comment",
-          "text": "state/decode_ms ff: Decode time per frame, p50 and p99 (ms).",
+          "maxclass": "flonum",
           "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            2450,
-            972.0,
-            320,
-            34.0
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
           ],
-          "linecount": 2,
+          "parameter_enable": 0,
+          "patching_rect": [
+            2502,
+            1074.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
           "id": "obj-266"
         }
       },
       {
         "box": {
-          "maxclass": "newobj",
-          "text": "unpack f f",
+          "maxclass": "flonum",
           "numinlets": 1,
           "numoutlets": 2,
           "outlettype": [
-            "float",
-            "float"
+            "",
+            "bang"
           ],
+          "parameter_enable": 0,
           "patching_rect": [
-            2450,
-            1010.0,
-            84.0,
+            2554,
+            1074.0,
+            48.0,
             22.0
           ],
+          "ignoreclick": 1,
           "id": "obj-267"
         }
       },
@@ -5177,8 +5179,8 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2450,
-            1046.0,
+            2606,
+            1074.0,
             48.0,
             22.0
           ],
@@ -5197,13 +5199,108 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2502,
-            1046.0,
+            2658,
+            1074.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
           "id": "obj-269"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            2710,
+            1074.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-270"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/decode_ms ff: Decode time per frame, p50 and p99 (ms).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2450,
+            1112.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-271"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "unpack f f",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "float",
+            "float"
+          ],
+          "patching_rect": [
+            2450,
+            1150.0,
+            84.0,
+            22.0
+          ],
+          "id": "obj-272"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            2450,
+            1186.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-273"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            2502,
+            1186.0,
+            48.0,
+            22.0
+          ],
+          "ignoreclick": 1,
+          "id": "obj-274"
         }
       },
       {
@@ -5214,12 +5311,12 @@
           "numoutlets": 0,
           "patching_rect": [
             2450,
-            1084.0,
+            1224.0,
             320,
             48.0
           ],
           "linecount": 3,
-          "id": "obj-270"
+          "id": "obj-275"
         }
       },
       {
@@ -5233,11 +5330,11 @@
           ],
           "patching_rect": [
             2450,
-            1136.0,
+            1276.0,
             91.0,
             22.0
           ],
-          "id": "obj-271"
+          "id": "obj-276"
         }
       },
       {
@@ -5251,11 +5348,11 @@
           ],
           "patching_rect": [
             2450,
-            1172.0,
+            1312.0,
             310,
             22.0
           ],
-          "id": "obj-272"
+          "id": "obj-277"
         }
       },
       {
@@ -5266,12 +5363,12 @@
           "numoutlets": 0,
           "patching_rect": [
             2450,
-            1210.0,
+            1350.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-273"
+          "id": "obj-278"
         }
       },
       {
@@ -5285,11 +5382,11 @@
           ],
           "patching_rect": [
             2450,
-            1248.0,
+            1388.0,
             91.0,
             22.0
           ],
-          "id": "obj-274"
+          "id": "obj-279"
         }
       },
       {
@@ -5303,11 +5400,11 @@
           ],
           "patching_rect": [
             2450,
-            1284.0,
+            1424.0,
             310,
             22.0
           ],
-          "id": "obj-275"
+          "id": "obj-280"
         }
       },
       {
@@ -5318,11 +5415,11 @@
           "numoutlets": 0,
           "patching_rect": [
             2450,
-            1322.0,
+            1462.0,
             320,
             20.0
           ],
-          "id": "obj-276"
+          "id": "obj-281"
         }
       },
       {
@@ -5336,11 +5433,11 @@
           ],
           "patching_rect": [
             2450,
-            1346.0,
+            1486.0,
             91.0,
             22.0
           ],
-          "id": "obj-277"
+          "id": "obj-282"
         }
       },
       {
@@ -5354,11 +5451,11 @@
           ],
           "patching_rect": [
             2450,
-            1382.0,
+            1522.0,
             310,
             22.0
           ],
-          "id": "obj-278"
+          "id": "obj-283"
         }
       },
       {
@@ -5369,12 +5466,12 @@
           "numoutlets": 0,
           "patching_rect": [
             2450,
-            1420.0,
+            1560.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-279"
+          "id": "obj-284"
         }
       },
       {
@@ -5388,11 +5485,11 @@
           ],
           "patching_rect": [
             2450,
-            1458.0,
+            1598.0,
             91.0,
             22.0
           ],
-          "id": "obj-280"
+          "id": "obj-285"
         }
       },
       {
@@ -5406,11 +5503,11 @@
           ],
           "patching_rect": [
             2450,
-            1494.0,
+            1634.0,
             310,
             22.0
           ],
-          "id": "obj-281"
+          "id": "obj-286"
         }
       },
       {
@@ -5421,11 +5518,11 @@
           "numoutlets": 0,
           "patching_rect": [
             2450,
-            1532.0,
+            1672.0,
             320,
             20.0
           ],
-          "id": "obj-282"
+          "id": "obj-287"
         }
       },
       {
@@ -5439,11 +5536,11 @@
           ],
           "patching_rect": [
             2450,
-            1556.0,
+            1696.0,
             91.0,
             22.0
           ],
-          "id": "obj-283"
+          "id": "obj-288"
         }
       },
       {
@@ -5457,11 +5554,11 @@
           ],
           "patching_rect": [
             2450,
-            1592.0,
+            1732.0,
             310,
             22.0
           ],
-          "id": "obj-284"
+          "id": "obj-289"
         }
       },
       {
@@ -5472,12 +5569,12 @@
           "numoutlets": 0,
           "patching_rect": [
             2450,
-            1630.0,
+            1770.0,
             320,
             76.0
           ],
           "linecount": 5,
-          "id": "obj-285"
+          "id": "obj-290"
         }
       },
       {
@@ -5491,11 +5588,11 @@
           ],
           "patching_rect": [
             2450,
-            1710.0,
+            1850.0,
             91.0,
             22.0
           ],
-          "id": "obj-286"
+          "id": "obj-291"
         }
       },
       {
@@ -5509,11 +5606,11 @@
           ],
           "patching_rect": [
             2450,
-            1746.0,
+            1886.0,
             310,
             22.0
           ],
-          "id": "obj-287"
+          "id": "obj-292"
         }
       },
       {
@@ -5525,11 +5622,11 @@
           "outlettype": [],
           "patching_rect": [
             2450,
-            1784.0,
+            1924.0,
             168.0,
             22.0
           ],
-          "id": "obj-288"
+          "id": "obj-293"
         }
       }
     ],
@@ -8717,6 +8814,42 @@
       {
         "patchline": {
           "source": [
+            "obj-257",
+            0
+          ],
+          "destination": [
+            "obj-258",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-257",
+            1
+          ],
+          "destination": [
+            "obj-259",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-257",
+            2
+          ],
+          "destination": [
+            "obj-260",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-242",
             3
           ],
@@ -8729,32 +8862,8 @@
       {
         "patchline": {
           "source": [
-            "obj-259",
-            0
-          ],
-          "destination": [
-            "obj-260",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-259",
-            1
-          ],
-          "destination": [
-            "obj-261",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-259",
-            2
+            "obj-242",
+            4
           ],
           "destination": [
             "obj-262",
@@ -8765,32 +8874,8 @@
       {
         "patchline": {
           "source": [
-            "obj-259",
-            3
-          ],
-          "destination": [
-            "obj-263",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-259",
-            4
-          ],
-          "destination": [
             "obj-264",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-259",
-            5
           ],
           "destination": [
             "obj-265",
@@ -8801,11 +8886,11 @@
       {
         "patchline": {
           "source": [
-            "obj-242",
-            4
+            "obj-264",
+            1
           ],
           "destination": [
-            "obj-259",
+            "obj-266",
             0
           ]
         }
@@ -8813,8 +8898,20 @@
       {
         "patchline": {
           "source": [
+            "obj-264",
+            2
+          ],
+          "destination": [
             "obj-267",
             0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            3
           ],
           "destination": [
             "obj-268",
@@ -8825,11 +8922,23 @@
       {
         "patchline": {
           "source": [
-            "obj-267",
-            1
+            "obj-264",
+            4
           ],
           "destination": [
             "obj-269",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            5
+          ],
+          "destination": [
+            "obj-270",
             0
           ]
         }
@@ -8841,7 +8950,31 @@
             5
           ],
           "destination": [
-            "obj-267",
+            "obj-264",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-272",
+            0
+          ],
+          "destination": [
+            "obj-273",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-272",
+            1
+          ],
+          "destination": [
+            "obj-274",
             0
           ]
         }
@@ -8851,18 +8984,6 @@
           "source": [
             "obj-242",
             6
-          ],
-          "destination": [
-            "obj-271",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-271",
-            0
           ],
           "destination": [
             "obj-272",
@@ -8877,7 +8998,7 @@
             7
           ],
           "destination": [
-            "obj-274",
+            "obj-276",
             0
           ]
         }
@@ -8885,11 +9006,11 @@
       {
         "patchline": {
           "source": [
-            "obj-274",
+            "obj-276",
             0
           ],
           "destination": [
-            "obj-275",
+            "obj-277",
             0
           ]
         }
@@ -8901,7 +9022,7 @@
             8
           ],
           "destination": [
-            "obj-277",
+            "obj-279",
             0
           ]
         }
@@ -8909,11 +9030,11 @@
       {
         "patchline": {
           "source": [
-            "obj-277",
+            "obj-279",
             0
           ],
           "destination": [
-            "obj-278",
+            "obj-280",
             0
           ]
         }
@@ -8925,7 +9046,7 @@
             9
           ],
           "destination": [
-            "obj-280",
+            "obj-282",
             0
           ]
         }
@@ -8933,11 +9054,11 @@
       {
         "patchline": {
           "source": [
-            "obj-280",
+            "obj-282",
             0
           ],
           "destination": [
-            "obj-281",
+            "obj-283",
             0
           ]
         }
@@ -8949,7 +9070,7 @@
             10
           ],
           "destination": [
-            "obj-283",
+            "obj-285",
             0
           ]
         }
@@ -8957,11 +9078,11 @@
       {
         "patchline": {
           "source": [
-            "obj-283",
+            "obj-285",
             0
           ],
           "destination": [
-            "obj-284",
+            "obj-286",
             0
           ]
         }
@@ -8973,7 +9094,7 @@
             11
           ],
           "destination": [
-            "obj-286",
+            "obj-288",
             0
           ]
         }
@@ -8981,11 +9102,11 @@
       {
         "patchline": {
           "source": [
-            "obj-286",
+            "obj-288",
             0
           ],
           "destination": [
-            "obj-287",
+            "obj-289",
             0
           ]
         }
@@ -8997,7 +9118,31 @@
             12
           ],
           "destination": [
-            "obj-288",
+            "obj-291",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-291",
+            0
+          ],
+          "destination": [
+            "obj-292",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-242",
+            13
+          ],
+          "destination": [
+            "obj-293",
             0
           ]
         }
