@@ -123,3 +123,39 @@ def test_descriptor_pitch_of_the_played_tones() -> None:
         for k in range(0, seg.size - 256, 256):
             v = d.update(seg[k : k + 256])
         assert abs(1200 * math.log2(v["pitch"] / f0)) < 5
+
+
+def test_jack_default_model_pitch_follows_the_input(tmp_path: Path) -> None:
+    """220 Hz then 440 Hz into the capture port: the default model's output follows within 25
+    cents (once the default model declares a pitch dimension)."""
+    from instrument.engine.runtime import ModelRuntime
+    from instrument.paths import DEFAULT_MODEL
+
+    if ModelRuntime(DEFAULT_MODEL).info.latent.pitch_dim is None:
+        pytest.skip("the default model's card declares no pitch dimension yet")
+    out = tmp_path / "duplex.npz"
+    with jack_server(samplerate=48000, period=256) as server:
+        engine = _run(DEFAULT_MODEL, server, "--patch", "listen", "--input", f"{JACK}:1")
+        head = _until_ready(engine)
+        env = dict(os.environ, JACK_DEFAULT_SERVER=server)
+        subprocess.run(
+            [sys.executable, str(ROOT / "tests" / "jack_duplex_client.py"), server, "40", str(out)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        rest, _ = engine.communicate(timeout=90)
+    assert engine.returncode == 0, head + rest
+    data = np.load(out)
+    assert bool(data["finished"])
+    sr = int(data["samplerate"])
+    heard = data["heard"]
+    for a, b, f0 in data["tones"]:
+        seg = heard[int(a) + sr // 2 : int(b)]
+        d = Descriptors(samplerate=sr)
+        cents = []
+        for j in range(0, seg.size - 256, 256):
+            v = d.update(seg[j : j + 256])
+            if v["voiced"] and j > 4096:
+                cents.append(1200 * math.log2(v["pitch"] / f0))
+        assert len(cents) > 50, f"little pitch heard at {f0} Hz"
+        print(f"{f0:.0f} Hz in: output {float(np.median(cents)):+.1f} cents")
+        assert abs(float(np.median(cents))) < 25, (f0, float(np.median(cents)))
