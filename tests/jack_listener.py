@@ -2,7 +2,8 @@
 
 Run by tests/test_live_jack.py. Its own process, because a JACK process callback written in
 Python needs the GIL every period: inside pytest's process it caused xruns of its own.
-Prints one JSON line at the end: RMS heard, samples, JACK xruns seen, and the connect time.
+Prints one JSON line at the end: RMS heard, samples, JACK xruns seen, the connect time, and
+the RMS per 10 ms window with its wall time ("levels": when it went silent, when it came back).
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ def main() -> None:
     inport = client.inports.register("in")
     energy = np.zeros(2)
     xruns: list[float] = []
+    blocks: list[tuple[float, float]] = []  # (wall time, energy) per period, for "levels"
 
     @client.set_process_callback
     def process(frames: int) -> None:
         x = inport.get_array()
-        energy[0] += float(np.dot(x, x))
+        e = float(np.dot(x, x))
+        energy[0] += e
         energy[1] += frames
+        blocks.append((time.time(), e / max(frames, 1)))
 
     client.set_xrun_callback(lambda delay: xruns.append(round(time.time(), 2)))
     client.activate()
@@ -59,10 +63,28 @@ def main() -> None:
                 "samples": int(energy[1]),
                 "xruns": xruns,
                 "connected_at": connected_at,
+                "levels": _levels(blocks),
             }
         ),
         flush=True,
     )
+
+
+def _levels(blocks: list[tuple[float, float]], window_s: float = 0.01) -> list[list[float]]:
+    """``[wall time, RMS]`` per ``window_s`` of what was heard (when it went silent, when the
+    sound came back)."""
+    out: list[list[float]] = []
+    if not blocks:
+        return out
+    t0 = blocks[0][0]
+    bucket: list[float] = []
+    start = t0
+    for t, e in blocks:
+        if t - start >= window_s and bucket:
+            out.append([round(start, 3), round(float(np.sqrt(np.mean(bucket))), 5)])
+            bucket, start = [], t
+        bucket.append(e)
+    return out
 
 
 if __name__ == "__main__":
