@@ -112,10 +112,13 @@ def cpu_s(pid: int) -> float:
 
 
 def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """Child processes of every thread of ``pid`` (a restarted decode process is the child
+    of the thread that restarted it, not of the main thread)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):  # a thread that just ended
+            out += [int(p) for p in (task / "children").read_text().split()]
+    return out
 
 
 def phase(client: SimpleUDPClient, watcher: Watcher, seconds: float, base: float) -> dict:

@@ -17,7 +17,11 @@ from tests.test_osc_e2e import StateListener, launch, wait_ready
 
 def _decode_pid(engine_pid: int) -> int:
     """The decode process: the engine's child started by multiprocessing's spawn."""
-    children = Path(f"/proc/{engine_pid}/task/{engine_pid}/children").read_text().split()
+    # every thread's children: after a restart the decode process is the restarting thread's
+    children = [
+        pid for task in Path(f"/proc/{engine_pid}/task").glob("*")
+        for pid in (task / "children").read_text().split()
+    ]  # fmt: skip
     for pid in children:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         if b"multiprocessing" in cmd and b"resource_tracker" not in cmd:

@@ -143,7 +143,11 @@ class LiveEngine:
         self._stopping = False
         self.down: str | None = None  # why the decode process is down now (None: it plays)
         self.failed: str | None = None  # it died and could not come back: the CLI exits 1
-        self.restarts: list[float] = []  # when each restart succeeded (monotonic)
+        self.restarts: list[float] = []  # when each recent restart succeeded (monotonic)
+        self.restart_count = 0  # restarts since start
+        # counters of decode processes that died: the summary counts the whole run
+        self._carried = {"frames": 0, "underruns": 0, "device_underflows": 0, "bad_frames": 0,
+                         "decode_errors": 0, "fallbacks": 0, "over_budget": 0}  # fmt: skip
         self.restart_s: list[float] = []  # how long each took, death to Ready
         self._timeout_s = 120.0
 
@@ -417,6 +421,9 @@ class LiveEngine:
         if self._stopping:
             proc.terminate()
             return False
+        if snap is not None:  # what the dead process counted stays in the totals
+            for key in self._carried:
+                self._carried[key] += getattr(snap, key)
         old_events, old_state = self._events_conn, self._state_conn
         self._proc, self._events_conn, self._state_conn = proc, ev_send, st_recv
         self.queue.rebind(ev_send)
@@ -425,6 +432,7 @@ class LiveEngine:
         self._apply_snapshot(ready.snapshot)
         took = time.monotonic() - died_at
         self.restarts.append(time.monotonic())
+        self.restart_count += 1
         self.restart_s.append(took)
         self.down = None
         self._shout(f"the decode process is back after {took:.1f} s (sound again)")
@@ -439,9 +447,10 @@ class LiveEngine:
         old = self.snap
         self.snap = snap
         m = self.metrics
-        m.frames = snap.frames
-        m.underruns = snap.underruns
-        m.device_underflows = snap.device_underflows
+        c = self._carried
+        m.frames = snap.frames + c["frames"]
+        m.underruns = snap.underruns + c["underruns"]
+        m.device_underflows = snap.device_underflows + c["device_underflows"]
         m.ring_fill = snap.ring_fill
         if snap.rms_db is not None and snap.peak_db is not None:
             m.rms_db, m.peak_db = snap.rms_db, snap.peak_db
@@ -487,6 +496,11 @@ class LiveEngine:
         return [("/sillage/state/model", self._snap().model.state_args())]
 
     def _snapshot(self) -> list[tuple[str, tuple[Any, ...]]]:
+        if self.down is not None:
+            # nothing is playing: no stale latent or level that looks alive, only the reports
+            # (and a level of silence, for meters)
+            errors = [("/sillage/state/error", (text,)) for text in self.reporter.take_unsent()]
+            return [("/sillage/state/level", (-120.0, -120.0)), *errors]
         s = self._snap()
         msgs: list[tuple[str, tuple[Any, ...]]] = [("/sillage/state/latent", s.latent)]
         if s.xy is not None:
@@ -544,16 +558,21 @@ class LiveEngine:
     def fault_text(self) -> str:
         """``  bad frames 3 (...)  over budget 2  restarts 1``, or "" when all is well."""
         snap = self.snap
+        c = self._carried
+        bad = c["bad_frames"] + (snap.bad_frames if snap else 0)
+        errors = c["decode_errors"] + (snap.decode_errors if snap else 0)
+        fallbacks = c["fallbacks"] + (snap.fallbacks if snap else 0)
+        over = c["over_budget"] + (snap.over_budget if snap else 0)
         parts = []
-        if snap is not None and snap.bad_frames:
+        if bad:
             parts.append(
-                f"bad frames {snap.bad_frames} (NaN/inf {snap.bad_frames - snap.decode_errors}, "
-                f"decode errors {snap.decode_errors}, fallbacks {snap.fallbacks})"
+                f"bad frames {bad} (NaN/inf {bad - errors}, decode errors {errors}, "
+                f"fallbacks {fallbacks})"
             )
-        if snap is not None and snap.over_budget:
-            parts.append(f"over budget {snap.over_budget}")
-        if self.restarts:
-            parts.append(f"decode process restarts {len(self.restarts)}")
+        if over:
+            parts.append(f"over budget {over}")
+        if self.restart_count:
+            parts.append(f"decode process restarts {self.restart_count}")
         return "".join(f"  {p}" for p in parts)
 
     # --- stop ---------------------------------------------------------------------------
