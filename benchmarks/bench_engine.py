@@ -185,24 +185,33 @@ def main() -> None:
         "--only-sweep", action="store_true", help="only (d), the latency sweep (and throughput)"
     )
     ap.add_argument("--sweep-seconds", type=float, default=20.0, help="length of each sweep soak")
+    ap.add_argument("--model", default=None, help="default: the shipped model")
+    ap.add_argument(
+        "--sweep",
+        default="1024:256,512:256,256:256,256:128,256:64",
+        help="PREBUFFER:BLOCK,... for (d); the JACK period is the block",
+    )
+    ap.add_argument("--modes", default=",".join(name for name, _ in SWEEP), help="for (d)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = with_twin(bench_model(Path(tmp)), Path(tmp))
+        chosen = Path(args.model) if args.model else bench_model(Path(tmp))
+        model = with_twin(chosen, Path(tmp))
         result: dict[str, Any] = {
             "model": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else model.name
         }
         result["throughput"] = throughput(model, backend="torch")
         result["throughput_onnx"] = throughput(model, backend="onnx")
         sweep_s = 10.0 if args.quick else args.sweep_seconds
-        # prebuffer 1024/512/256 at the default block; then 256 with a 128-frame block and
-        # JACK period (the smallest budget: where ≤ 10 ms can be reached)
-        runs = [(pb, args.blocksize) for pb in (1024, 512, 256)] + [(256, 128)]
+        # prebuffer 1024/512/256 at the default block; then 256 with a 128- and a 64-frame
+        # block and JACK period (the smallest budgets: where ≤ 10 ms can be reached)
+        runs = [(int(a), int(b)) for a, b in (r.split(":") for r in args.sweep.split(","))]
         result["latency_sweep"] = {
             f"prebuffer_{prebuffer}_block_{block}_{name}": soak(
                 model, sweep_s, args.rate, block, prebuffer, *flags
             )
             for prebuffer, block in runs
             for name, flags in SWEEP
+            if name in args.modes.split(",")
         }
         result["latency_summary"] = {
             key: {

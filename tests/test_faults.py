@@ -174,3 +174,22 @@ def test_a_model_frame_larger_than_the_prebuffer_raises_it_and_says_so(mono_mode
     assert worker.prebuffer == 128  # two frames of 64
     assert reporter.faults["prebuffer"] == 1
     assert "--prebuffer 128" in reporter.unsent[-1]
+
+
+def test_a_model_frame_as_large_as_the_prebuffer_keeps_it(mono_model: Path) -> None:
+    """Frame == prebuffer does not underrun by construction (the ring swings between one and
+    two frames): the prebuffer asked for is kept, which is what makes ≤ 10 ms reachable."""
+    from instrument.engine.audio_out import ClockOutput
+    from instrument.engine.worker import DecodeWorker
+    from instrument.link.events import EventQueue
+    from instrument.link.pipe import QueueSource
+
+    rt = ModelRuntime(mono_model)
+    patch = load_patch("default", context=PatchContext(rt.info.latent_size, rt.info.samplerate))
+    out = ClockOutput(samplerate=SR, channels=1, blocksize=64, capacity=8192)
+    reporter = Reporter()
+    worker = DecodeWorker(
+        rt, patch, out, prebuffer=64, source=QueueSource(EventQueue()), reporter=reporter,
+        record_dir=None,
+    )  # fmt: skip
+    assert worker.prebuffer == 64 and "prebuffer" not in reporter.faults
