@@ -35,7 +35,8 @@ else TorchScript (and the status line says why)."""
 
 TWIN_ATOL = 1e-4
 """Largest |TorchScript − ONNX| sample difference a twin may show on the check frames (noise
-off; audio in ±1). Measured: 2.4e-7 on the default VAE model, ≤ 1e-6 on DDSP models."""
+off; audio in ±1). Measured: 2.7e-7 on the first (VAE) default model, 2.1e-7 on the DDSP
+default here (1.1e-6 on other frames, models/default/README.md)."""
 
 TWIN_CHECK_FRAMES = 24
 """Frames of seeded random latents the twin check decodes (after a few frames of zeros)."""
