@@ -194,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="where /sillage/record sessions and /sillage/tag marks go (default ./recordings)",
     )
     p.add_argument(
+        "--user-models",
+        default=None,
+        metavar="DIR",
+        help="where /sillage/train writes fine-tuned versions NAME-vN.ts (default models/user)",
+    )
+    p.add_argument(
+        "--train-map",
+        choices=("umap", "pca", "none"),
+        default="umap",
+        help="map /sillage/train builds for a new version (default umap: about a minute)",
+    )
+    p.add_argument(
         "--seconds",
         type=float,
         default=None,
@@ -427,7 +439,8 @@ def _config(args: argparse.Namespace) -> Any:
     files = FileRules.for_start(
         resolve_model(args.model),
         args.patch,
-        models_dirs=tuple(args.models_dir),
+        # Fine-tuned versions (/sillage/train) play from their folder like the shipped models.
+        models_dirs=(*args.models_dir, *([args.user_models] if args.user_models else [])),
         patches_dirs=tuple(args.patches_dir),
         allow_paths=args.allow_paths,
     )
@@ -441,6 +454,8 @@ def _config(args: argparse.Namespace) -> Any:
             state_to=state_to,
             allow=allow,
             files=files,
+            user_models_dir=args.user_models,
+            train_map=args.train_map,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

@@ -16,3 +16,5 @@ PATCH_DIR = ROOT / "patches"
 DOCS_DIR = ROOT / "docs"
 UI_MAIN = ROOT / "ui" / "__main__.py"
 RECORD_DIR = "recordings"
+DATASET_DIR = "datasets"  # relative, like RECORD_DIR: /sillage/dataset writes beside recordings
+USER_MODELS_DIR = ROOT / "models" / "user"  # fine-tuned versions, NAME-vN.ts

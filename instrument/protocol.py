@@ -314,6 +314,74 @@ ADDRESSES: tuple[Address, ...] = (
         names=("port",),
         route="side",
     ),
+    # --- artist loop (datasets, fine-tunes, versions) ---------------------------------------
+    Address(
+        "/sillage/dataset",
+        "ss",
+        "Build a training folder datasets/<name> from every recording in the record folder: "
+        'whole recordings when <word> is "", else the 2 s around each /sillage/tag <word>. '
+        "Runs in its own process; the result comes back as /sillage/state/dataset.",
+        example="/sillage/dataset rehearsal1 keep",
+        group="artist",
+        names=("name", "word"),
+        route="side",
+    ),
+    Address(
+        "/sillage/dataset/region",
+        "ss",
+        "Build datasets/<name> from the corpus audio behind the map points inside a region "
+        "(drawn on the map or sent with /sillage/region).",
+        example="/sillage/dataset/region breathy breath",
+        group="artist",
+        names=("name", "region"),
+        route="side",
+    ),
+    Address(
+        "/sillage/train",
+        "sfsi",
+        "Fine-tune the model playing on a dataset (a name in datasets/ or a folder) for <minutes>"
+        " in a low-priority process; export it as models/user/<name>-v<N>.ts (never "
+        "overwritten) with its map; <swap> 1 plays it when ready, with a crossfade. Progress: "
+        "/sillage/state/train.",
+        range=(0.0, 1440.0),
+        example="/sillage/train rehearsal1 3 breath 1",
+        group="artist",
+        names=("dataset", "minutes", "name", "swap"),
+        route="side",
+    ),
+    Address(
+        "/sillage/train/stop",
+        "",
+        "Stop the running dataset or training job (no version is written).",
+        example="/sillage/train/stop",
+        group="artist",
+        route="side",
+    ),
+    Address(
+        "/sillage/model/history",
+        "",
+        "Send the models played this session (/sillage/state/history) and every fine-tuned "
+        "version on disk (/sillage/state/versions).",
+        example="/sillage/model/history",
+        group="artist",
+        route="side",
+    ),
+    Address(
+        "/sillage/model/undo",
+        "",
+        "Go back to the model played before this one (crossfaded).",
+        example="/sillage/model/undo",
+        group="artist",
+        route="side",
+    ),
+    Address(
+        "/sillage/ab",
+        "",
+        "A/B: switch between the last two models played, back and forth (crossfaded).",
+        example="/sillage/ab",
+        group="artist",
+        route="side",
+    ),
     # --- learn (regression by demonstration, MIDI learn) ---------------------------------
     Address(
         "/sillage/learn",
@@ -451,6 +519,35 @@ ADDRESSES: tuple[Address, ...] = (
         "/sillage/state/region/delete",
         "s",
         "A region was deleted.",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/train",
+        "siffs",
+        "A training job's progress: phase (train, export, map, done, error, warning), step, "
+        "loss (-1 unknown), minutes left, and the model file or the message.",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/dataset",
+        "sss",
+        "A dataset was written: name, folder, its summary.",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/history",
+        "s*",
+        "The models played this session, oldest first (the last one is playing).",
+        direction="out",
+        group="state",
+    ),
+    Address(
+        "/sillage/state/versions",
+        "s*",
+        "Every fine-tuned version in models/user, by name then version.",
         direction="out",
         group="state",
     ),

@@ -203,10 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--user-dir", type=Path, default=DEFAULT_USER_DIR)
     p.add_argument("--map", choices=("umap", "pca", "none"), default="umap")
+    p.add_argument("--runs", type=Path, default=RUNS, help="where run folders go")
     args = p.parse_args(argv)
     try:
         train_job(args.dataset, name=args.name, minutes=args.minutes, parent=args.parent,
-                  threads=args.threads, user_dir=args.user_dir, map_method=args.map)  # fmt: skip
+                  threads=args.threads, user_dir=args.user_dir, map_method=args.map,
+                  runs=args.runs)  # fmt: skip
     except (TrainingError, OSError) as e:
         emit(phase="error", message=str(e))
         return 1

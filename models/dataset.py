@@ -9,8 +9,9 @@ Sources, any mix of them:
     A session folder written by ``/sillage/record`` (``audio.wav`` + ``score.jsonl``): whole,
     or with ``--word keep`` only the ``±--around`` seconds around each ``/sillage/tag keep``
     played during it (the tag's time is read from the score, where it was applied).
-``--region MAP.npz:NAME``
-    The corpus audio behind the map points inside region ``NAME``: each point is one model
+``--region MAP.npz:NAME`` or ``--region MAP.npz:NAME=X0,Y0,X1,Y1``
+    The corpus audio behind the map points inside region ``NAME`` (saved in the map, or given
+    as a box: a region just drawn in the UI is relayed, not yet saved): each point is one model
     frame of a corpus file at a known time; points of one file less than 0.25 s apart are
     joined into one segment (a map keeps a subsample of the frames, about one in nine).
     The corpus folder is read from the map (``--corpus DIR`` when it has moved).
@@ -114,7 +115,12 @@ def recording_segments(session: Path, *, word: str | None, around_s: float) -> l
 
 
 def region_segments(
-    map_path: Path, region: str, *, corpus: Path | None = None, join_gap_s: float = 0.25
+    map_path: Path,
+    region: str,
+    *,
+    corpus: Path | None = None,
+    join_gap_s: float = 0.25,
+    box: tuple[float, float, float, float] | None = None,
 ) -> list[Segment]:
     """The corpus audio behind the map points inside ``region``, as joined segments."""
     # The map file is read with numpy alone (models/ must not import mappings/); its format
@@ -128,6 +134,8 @@ def region_segments(
         str(n): tuple(float(v) for v in box)
         for n, box in zip(m.get("region_names", ()), m.get("region_boxes", ()), strict=True)
     }
+    if box is not None:
+        regions[region] = box
     if region not in regions:
         known = ", ".join(sorted(regions)) or "none"
         raise DatasetError(f"map {str(map_path)!r} has no region {region!r} (regions: {known})")
@@ -307,9 +315,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             segments += recording_segments(session, word=args.word, around_s=args.around)
         for spec in args.region:
             map_file, sep, name = spec.rpartition(":")
-            if not sep or not map_file:
-                raise DatasetError(f"--region wants MAP.npz:NAME, got {spec!r}")
-            segments += region_segments(Path(map_file), name, corpus=args.corpus)
+            name, eq, coords = name.partition("=")
+            if not sep or not map_file or not name:
+                raise DatasetError(f"--region wants MAP.npz:NAME[=X0,Y0,X1,Y1], got {spec!r}")
+            box = None
+            if eq:
+                try:
+                    x0, y0, x1, y1 = (float(v) for v in coords.split(","))
+                except ValueError:
+                    raise DatasetError(f"--region box wants four numbers, got {coords!r}") from None
+                box = (x0, y0, x1, y1)
+            segments += region_segments(Path(map_file), name, corpus=args.corpus, box=box)
         for folder in args.audio:
             segments += folder_segments(folder)
         summary = build(args.out, segments, samplerate=args.samplerate, excludes=args.exclude,

@@ -136,6 +136,11 @@ def test_map_region_gives_the_audio_behind_its_points(
     assert row["start_s"] == pytest.approx(0.5, abs=1e-6)
     assert row["end_s"] == pytest.approx(1.0 + 256 / SR, abs=1e-4)
     assert row["label"] == "breath" and row["model"] == "tiny"
+    # A region drawn live (not saved in the map) comes as a box.
+    drawn = tmp_path / "drawn"
+    assert main([str(drawn), "--region", f"{map_path}:fresh=0.1,0.1,0.3,0.3"]) == 0
+    (row2,) = _check_against_sources(drawn)
+    assert row2["label"] == "fresh" and row2["start_s"] == row["start_s"]
 
 
 def test_folders_exclusion_and_duplicates(corpus_and_map: tuple[Path, Path], tmp_path: Path,

@@ -80,6 +80,8 @@ class LiveConfig:
     switch_interval_s: float = 0.0005
     allow: tuple[str, ...] | None = None  # sender hosts/networks (None: whoever reaches us)
     files: FileRules | None = None  # where /sillage/model and /sillage/patch may load from
+    user_models_dir: str | None = None  # /sillage/train's versions (default models/user)
+    train_map: str = "umap"  # the map /sillage/train builds: umap | pca | none
 
     def __post_init__(self) -> None:
         if self.blocksize < 0:
@@ -125,6 +127,7 @@ class LiveEngine:
         self.sender = StateSender(self._snapshot)
         self.sender.on_subscribe = self._hello
         self.sender.on_refuse = self.reporter.reject
+        self.artist = self._artist_loop()
         for host, port in config.state_to:
             self.sender.subscribers[(host, port)] = None
         self.inputs: list[Any] = []
@@ -290,11 +293,44 @@ class LiveEngine:
             controller=lambda: self._validator.controller,
             clock=lambda: 0.0,
             reporter=self.reporter,
-            on_side=self.sender.on_side,
+            on_side=self._on_side,
             name=name,
             gate=Gate(allow=self.config.allow),
             files=self.config.files if name == "osc" else None,
         ).start()
+
+    def _artist_loop(self) -> Any:
+        from pathlib import Path
+
+        from instrument.control.artist import ArtistLoop
+        from instrument.paths import DATASET_DIR, RECORD_DIR, USER_MODELS_DIR
+        from mappings.latentmap import find_map
+
+        def map_for(model: str) -> str | None:
+            if self.spec.latent_map and model == self.spec.model:
+                return str(self.spec.latent_map)
+            found = find_map(model)
+            return str(found) if found is not None else None
+
+        record_dir = Path(self.spec.record_dir or RECORD_DIR)
+        return ArtistLoop(
+            lambda event: self.queue.put(event),
+            self.sender.broadcast,
+            lambda text: self.reporter.reject("artist", text, always=True),
+            record_dir=record_dir,
+            dataset_dir=record_dir.parent / DATASET_DIR,
+            user_dir=Path(self.config.user_models_dir or USER_MODELS_DIR),
+            map_for=map_for,
+            regions=lambda: dict(self.sender.regions),
+            map_method=self.config.train_map,
+        )
+
+    def _on_side(self, path: str, args: tuple[Any, ...], client: tuple[str, int]) -> None:
+        """Side messages: the artist's loop, or the state sender (subscribe, labels)."""
+        if path in self.artist.HANDLED:
+            self.artist.on_side(path, args)
+        else:
+            self.sender.on_side(path, args, client)
 
     def _open_patch_ports(self) -> None:
         assert self._validator is not None
@@ -454,6 +490,8 @@ class LiveEngine:
         m.ring_fill = snap.ring_fill
         if snap.rms_db is not None and snap.peak_db is not None:
             m.rms_db, m.peak_db = snap.rms_db, snap.peak_db
+        if snap.model.path and (old is None or old.model.path != snap.model.path):
+            self.artist.on_model(snap.model.path)
         if old is not None and old.model != snap.model:
             self.sender.broadcast("/sillage/state/model", snap.model.state_args())
             if snap.patch_path:
@@ -609,6 +647,7 @@ class LiveEngine:
                 stats = self.final.stats
             self._events_conn.close()
             self._state_conn.close()
+        self.artist.close()
         self.sender.close()
         return stats
 

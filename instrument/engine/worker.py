@@ -482,6 +482,7 @@ class DecodeWorker:
                 backend_note=self.loop.runtime.backend_note,
                 threads=self.loop.runtime.threads,
                 threads_note=self.loop.runtime.threads_note,
+                path=i.path,
             ),
             patch=self.loop.patch.name,
             patch_path=str(self.loop.patch.path) if self.loop.patch.path else None,

@@ -34,6 +34,7 @@ class ModelSummary:
     backend_note: str = ""  # why that backend (no twin, twin refused and why, check result)
     threads: int = 1  # decode intra-op threads
     threads_note: str = ""  # how they were chosen (--threads auto says what it measured)
+    path: str = ""  # the file it was loaded from (model history, undo, A/B)
 
     def state_args(self) -> tuple[str, int, int, int]:
         """The arguments of ``/sillage/state/model`` (name, rate, ratio, latent size)."""

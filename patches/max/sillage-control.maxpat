@@ -3936,17 +3936,397 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "LEARN (REGRESSION BY DEMONSTRATION, MIDI LEARN)",
+          "text": "ARTIST",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             1745,
             552.0,
             300,
+            20.0
+          ],
+          "id": "obj-202",
+          "fontface": 1
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/dataset ss: Build a training folder datasets/<name> from every recording in the record folder: whole recordings when <word> is \"\", else the 2 s around each /sillage/tag <word>.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1745,
+            578.0,
+            320,
+            62.0
+          ],
+          "linecount": 4,
+          "id": "obj-203"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "rehearsal1 keep",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1745,
+            644.0,
+            117.0,
+            22.0
+          ],
+          "id": "obj-204"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/dataset",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1905,
+            644.0,
+            182.0,
+            22.0
+          ],
+          "id": "obj-205"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/dataset/region ss: Build datasets/<name> from the corpus audio behind the map points inside a region (drawn on the map or sent with /sillage/region).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1745,
+            694.0,
+            320,
+            62.0
+          ],
+          "linecount": 4,
+          "id": "obj-206"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "breathy breath",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1745,
+            760.0,
+            110.0,
+            22.0
+          ],
+          "id": "obj-207"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/dataset/region",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1905,
+            760.0,
+            231.0,
+            22.0
+          ],
+          "id": "obj-208"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/train sfsi: Fine-tune the model playing on a dataset (a name in datasets/ or a folder) for <minutes> in a low-priority process; export it as models/user/<name>-v<N>.ts (never overwritten) with its map; <swap> 1 plays it when ready, with a crossfade.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1745,
+            810.0,
+            320,
+            90.0
+          ],
+          "linecount": 6,
+          "id": "obj-209"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "rehearsal1 3 breath 1",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1745,
+            904.0,
+            159.0,
+            22.0
+          ],
+          "id": "obj-210"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend /sillage/train",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            1905,
+            904.0,
+            168.0,
+            22.0
+          ],
+          "id": "obj-211"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/train/stop: Stop the running dataset or training job (no version is written).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2090,
+            110,
+            320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-202",
+          "id": "obj-212"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "button",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            2090,
+            148.0,
+            30.0,
+            30.0
+          ],
+          "id": "obj-213"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "/sillage/train/stop",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2130,
+            152.0,
+            145.0,
+            22.0
+          ],
+          "id": "obj-214"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/model/history: Send the models played this session (/sillage/state/history) and every fine-tuned version on disk (/sillage/state/versions).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2090,
+            198.0,
+            320,
+            62.0
+          ],
+          "linecount": 4,
+          "id": "obj-215"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "button",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            2090,
+            264.0,
+            30.0,
+            30.0
+          ],
+          "id": "obj-216"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "/sillage/model/history",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2130,
+            268.0,
+            166.0,
+            22.0
+          ],
+          "id": "obj-217"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/model/undo: Go back to the model played before this one (crossfaded).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2090,
+            314.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-218"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "button",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            2090,
+            352.0,
+            30.0,
+            30.0
+          ],
+          "id": "obj-219"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "/sillage/model/undo",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2130,
+            356.0,
+            145.0,
+            22.0
+          ],
+          "id": "obj-220"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "/sillage/ab: A/B: switch between the last two models played, back and forth (crossfaded).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2090,
+            402.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-221"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "button",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            2090,
+            440.0,
+            30.0,
+            30.0
+          ],
+          "id": "obj-222"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "/sillage/ab",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2130,
+            444.0,
+            89.0,
+            22.0
+          ],
+          "id": "obj-223"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "LEARN (REGRESSION BY DEMONSTRATION, MIDI LEARN)",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2090,
+            490.0,
+            300,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-224",
           "fontface": 1
         }
       },
@@ -3957,13 +4337,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1745,
-            592.0,
+            2090,
+            530.0,
             320,
             118.0
           ],
           "linecount": 8,
-          "id": "obj-203"
+          "id": "obj-225"
         }
       },
       {
@@ -3979,15 +4359,15 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            1745,
-            714.0,
+            2090,
+            652.0,
             200.0,
             22.0
           ],
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-204"
+          "id": "obj-226"
         }
       },
       {
@@ -4001,12 +4381,12 @@
             ""
           ],
           "patching_rect": [
-            1745,
-            742.0,
+            2090,
+            680.0,
             84.0,
             22.0
           ],
-          "id": "obj-205"
+          "id": "obj-227"
         }
       },
       {
@@ -4019,12 +4399,12 @@
             ""
           ],
           "patching_rect": [
-            1825,
-            742.0,
+            2170,
+            680.0,
             70.0,
             22.0
           ],
-          "id": "obj-206"
+          "id": "obj-228"
         }
       },
       {
@@ -4037,12 +4417,12 @@
             ""
           ],
           "patching_rect": [
-            1895,
-            742.0,
+            2240,
+            680.0,
             168.0,
             22.0
           ],
-          "id": "obj-207"
+          "id": "obj-229"
         }
       },
       {
@@ -4055,12 +4435,12 @@
             ""
           ],
           "patching_rect": [
-            1745,
-            770.0,
+            2090,
+            708.0,
             54.0,
             22.0
           ],
-          "id": "obj-208"
+          "id": "obj-230"
         }
       },
       {
@@ -4073,12 +4453,12 @@
             ""
           ],
           "patching_rect": [
-            1807.0,
-            770.0,
+            2152.0,
+            708.0,
             40.0,
             22.0
           ],
-          "id": "obj-209"
+          "id": "obj-231"
         }
       },
       {
@@ -4091,12 +4471,12 @@
             ""
           ],
           "patching_rect": [
-            1855.0,
-            770.0,
+            2200.0,
+            708.0,
             47.0,
             22.0
           ],
-          "id": "obj-210"
+          "id": "obj-232"
         }
       },
       {
@@ -4109,12 +4489,12 @@
             ""
           ],
           "patching_rect": [
-            1910.0,
-            770.0,
+            2255.0,
+            708.0,
             33.0,
             22.0
           ],
-          "id": "obj-211"
+          "id": "obj-233"
         }
       },
       {
@@ -4127,12 +4507,12 @@
             ""
           ],
           "patching_rect": [
-            1951.0,
-            770.0,
+            2296.0,
+            708.0,
             47.0,
             22.0
           ],
-          "id": "obj-212"
+          "id": "obj-234"
         }
       },
       {
@@ -4145,12 +4525,12 @@
             ""
           ],
           "patching_rect": [
-            2006.0,
-            770.0,
+            2351.0,
+            708.0,
             47.0,
             22.0
           ],
-          "id": "obj-213"
+          "id": "obj-235"
         }
       },
       {
@@ -4163,12 +4543,12 @@
             ""
           ],
           "patching_rect": [
-            1745,
-            796.0,
+            2090,
+            734.0,
             40.0,
             22.0
           ],
-          "id": "obj-214"
+          "id": "obj-236"
         }
       },
       {
@@ -4181,12 +4561,12 @@
             ""
           ],
           "patching_rect": [
-            1793.0,
-            796.0,
+            2138.0,
+            734.0,
             40.0,
             22.0
           ],
-          "id": "obj-215"
+          "id": "obj-237"
         }
       },
       {
@@ -4199,12 +4579,12 @@
             ""
           ],
           "patching_rect": [
-            1841.0,
-            796.0,
+            2186.0,
+            734.0,
             75.0,
             22.0
           ],
-          "id": "obj-216"
+          "id": "obj-238"
         }
       },
       {
@@ -4217,12 +4597,12 @@
             ""
           ],
           "patching_rect": [
-            1924.0,
-            796.0,
+            2269.0,
+            734.0,
             110.0,
             22.0
           ],
-          "id": "obj-217"
+          "id": "obj-239"
         }
       },
       {
@@ -4235,12 +4615,12 @@
             ""
           ],
           "patching_rect": [
-            1745,
-            822.0,
+            2090,
+            760.0,
             54.0,
             22.0
           ],
-          "id": "obj-218"
+          "id": "obj-240"
         }
       },
       {
@@ -4251,11 +4631,11 @@
           "numoutlets": 0,
           "patching_rect": [
             2090,
-            110,
+            804.0,
             300,
             20.0
           ],
-          "id": "obj-219",
+          "id": "obj-241",
           "fontface": 1
         }
       },
@@ -4267,12 +4647,12 @@
           "numoutlets": 0,
           "patching_rect": [
             2090,
-            136.0,
+            830.0,
             320,
             48.0
           ],
           "linecount": 3,
-          "id": "obj-220"
+          "id": "obj-242"
         }
       },
       {
@@ -4286,11 +4666,11 @@
           ],
           "patching_rect": [
             2090,
-            188.0,
+            882.0,
             110.0,
             22.0
           ],
-          "id": "obj-221"
+          "id": "obj-243"
         }
       },
       {
@@ -4304,11 +4684,11 @@
           ],
           "patching_rect": [
             2250,
-            188.0,
+            882.0,
             168.0,
             22.0
           ],
-          "id": "obj-222"
+          "id": "obj-244"
         }
       },
       {
@@ -4318,13 +4698,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2090,
-            238.0,
+            2435,
+            110,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-223"
+          "id": "obj-245"
         }
       },
       {
@@ -4340,15 +4720,15 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2090,
-            276.0,
+            2435,
+            148.0,
             200.0,
             22.0
           ],
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-224"
+          "id": "obj-246"
         }
       },
       {
@@ -4362,12 +4742,12 @@
             ""
           ],
           "patching_rect": [
-            2090,
-            304.0,
+            2435,
+            176.0,
             84.0,
             22.0
           ],
-          "id": "obj-225"
+          "id": "obj-247"
         }
       },
       {
@@ -4380,12 +4760,12 @@
             ""
           ],
           "patching_rect": [
-            2170,
-            304.0,
+            2515,
+            176.0,
             70.0,
             22.0
           ],
-          "id": "obj-226"
+          "id": "obj-248"
         }
       },
       {
@@ -4398,12 +4778,12 @@
             ""
           ],
           "patching_rect": [
-            2240,
-            304.0,
+            2585,
+            176.0,
             217.0,
             22.0
           ],
-          "id": "obj-227"
+          "id": "obj-249"
         }
       },
       {
@@ -4413,13 +4793,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2295,
-            276.0,
+            2640,
+            148.0,
             90,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-228"
+          "id": "obj-250"
         }
       },
       {
@@ -4429,13 +4809,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2090,
-            346.0,
+            2435,
+            218.0,
             320,
             48.0
           ],
           "linecount": 3,
-          "id": "obj-229"
+          "id": "obj-251"
         }
       },
       {
@@ -4448,12 +4828,12 @@
             ""
           ],
           "patching_rect": [
-            2090,
-            398.0,
+            2435,
+            270.0,
             173.0,
             22.0
           ],
-          "id": "obj-230"
+          "id": "obj-252"
         }
       },
       {
@@ -4466,12 +4846,12 @@
             ""
           ],
           "patching_rect": [
-            2250,
-            398.0,
+            2595,
+            270.0,
             175.0,
             22.0
           ],
-          "id": "obj-231"
+          "id": "obj-253"
         }
       },
       {
@@ -4481,13 +4861,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2090,
-            448.0,
+            2435,
+            320.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-232"
+          "id": "obj-254"
         }
       },
       {
@@ -4503,15 +4883,15 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2090,
-            486.0,
+            2435,
+            358.0,
             200.0,
             22.0
           ],
           "keymode": 1,
           "lines": 1,
           "text": "",
-          "id": "obj-233"
+          "id": "obj-255"
         }
       },
       {
@@ -4525,12 +4905,12 @@
             ""
           ],
           "patching_rect": [
-            2090,
-            514.0,
+            2435,
+            386.0,
             84.0,
             22.0
           ],
-          "id": "obj-234"
+          "id": "obj-256"
         }
       },
       {
@@ -4543,12 +4923,12 @@
             ""
           ],
           "patching_rect": [
-            2170,
-            514.0,
+            2515,
+            386.0,
             70.0,
             22.0
           ],
-          "id": "obj-235"
+          "id": "obj-257"
         }
       },
       {
@@ -4561,12 +4941,12 @@
             ""
           ],
           "patching_rect": [
-            2240,
-            514.0,
+            2585,
+            386.0,
             224.0,
             22.0
           ],
-          "id": "obj-236"
+          "id": "obj-258"
         }
       },
       {
@@ -4576,13 +4956,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2295,
-            486.0,
+            2640,
+            358.0,
             90,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-237"
+          "id": "obj-259"
         }
       },
       {
@@ -4600,7 +4980,7 @@
             40.0,
             22.0
           ],
-          "id": "obj-238"
+          "id": "obj-260"
         }
       },
       {
@@ -4618,7 +4998,7 @@
             196.0,
             22.0
           ],
-          "id": "obj-239"
+          "id": "obj-261"
         }
       },
       {
@@ -4628,12 +5008,12 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
+            2795,
             110,
             300,
             20.0
           ],
-          "id": "obj-240",
+          "id": "obj-262",
           "fontface": 1
         }
       },
@@ -4647,21 +5027,25 @@
             ""
           ],
           "patching_rect": [
-            2450,
+            2795,
             136,
             119.0,
             22.0
           ],
-          "id": "obj-241"
+          "id": "obj-263"
         }
       },
       {
         "box": {
           "maxclass": "newobj",
-          "text": "route /sillage/state/latent /sillage/state/xy /sillage/state/level /sillage/state/input /sillage/state/underruns /sillage/state/latency_ms /sillage/state/decode_ms /sillage/state/model /sillage/state/label /sillage/state/label/delete /sillage/state/region /sillage/state/region/delete /sillage/state/error",
+          "text": "route /sillage/state/latent /sillage/state/xy /sillage/state/level /sillage/state/input /sillage/state/underruns /sillage/state/latency_ms /sillage/state/decode_ms /sillage/state/model /sillage/state/label /sillage/state/label/delete /sillage/state/region /sillage/state/region/delete /sillage/state/train /sillage/state/dataset /sillage/state/history /sillage/state/versions /sillage/state/error",
           "numinlets": 2,
-          "numoutlets": 14,
+          "numoutlets": 18,
           "outlettype": [
+            "",
+            "",
+            "",
+            "",
             "",
             "",
             "",
@@ -4678,13 +5062,13 @@
             ""
           ],
           "patching_rect": [
-            2450,
+            2795,
             166,
             320,
-            92.0
+            120.0
           ],
-          "linecount": 6,
-          "id": "obj-242"
+          "linecount": 8,
+          "id": "obj-264"
         }
       },
       {
@@ -4694,13 +5078,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            266.0,
+            2795,
+            294.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-243"
+          "id": "obj-265"
         }
       },
       {
@@ -4710,13 +5094,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            300.0,
+            2795,
+            328.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-244"
+          "id": "obj-266"
         }
       },
       {
@@ -4730,8 +5114,8 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2450,
-            338.0,
+            2795,
+            366.0,
             192.0,
             80.0
           ],
@@ -4743,7 +5127,7 @@
           "contdata": 1,
           "setstyle": 1,
           "ignoreclick": 1,
-          "id": "obj-245"
+          "id": "obj-267"
         }
       },
       {
@@ -4753,13 +5137,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            446.0,
+            2795,
+            474.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-246"
+          "id": "obj-268"
         }
       },
       {
@@ -4773,12 +5157,12 @@
             "float"
           ],
           "patching_rect": [
-            2450,
-            484.0,
+            2795,
+            512.0,
             84.0,
             22.0
           ],
-          "id": "obj-247"
+          "id": "obj-269"
         }
       },
       {
@@ -4792,13 +5176,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2450,
-            520.0,
+            2795,
+            548.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-248"
+          "id": "obj-270"
         }
       },
       {
@@ -4812,13 +5196,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2502,
-            520.0,
+            2847,
+            548.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-249"
+          "id": "obj-271"
         }
       },
       {
@@ -4828,13 +5212,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            558.0,
+            2795,
+            586.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-250"
+          "id": "obj-272"
         }
       },
       {
@@ -4848,12 +5232,12 @@
             "float"
           ],
           "patching_rect": [
-            2450,
-            596.0,
+            2795,
+            624.0,
             84.0,
             22.0
           ],
-          "id": "obj-251"
+          "id": "obj-273"
         }
       },
       {
@@ -4867,13 +5251,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2450,
-            632.0,
+            2795,
+            660.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-252"
+          "id": "obj-274"
         }
       },
       {
@@ -4887,13 +5271,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2502,
-            632.0,
+            2847,
+            660.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-253"
+          "id": "obj-275"
         }
       },
       {
@@ -4907,8 +5291,8 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2450,
-            662.0,
+            2795,
+            690.0,
             40.0,
             70.0
           ],
@@ -4919,7 +5303,7 @@
           "size": 2,
           "setstyle": 1,
           "ignoreclick": 1,
-          "id": "obj-254"
+          "id": "obj-276"
         }
       },
       {
@@ -4929,12 +5313,12 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2500,
-            682.0,
+            2845,
+            710.0,
             150,
             20.0
           ],
-          "id": "obj-255"
+          "id": "obj-277"
         }
       },
       {
@@ -4944,13 +5328,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            750.0,
+            2795,
+            778.0,
             320,
             62.0
           ],
           "linecount": 4,
-          "id": "obj-256"
+          "id": "obj-278"
         }
       },
       {
@@ -4965,12 +5349,12 @@
             "int"
           ],
           "patching_rect": [
-            2450,
-            816.0,
+            2795,
+            844.0,
             98.0,
             22.0
           ],
-          "id": "obj-257"
+          "id": "obj-279"
         }
       },
       {
@@ -4984,13 +5368,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2450,
-            852.0,
+            2795,
+            880.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-258"
+          "id": "obj-280"
         }
       },
       {
@@ -5004,13 +5388,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2502,
-            852.0,
+            2847,
+            880.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-259"
+          "id": "obj-281"
         }
       },
       {
@@ -5024,13 +5408,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2554,
-            852.0,
+            2899,
+            880.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-260"
+          "id": "obj-282"
         }
       },
       {
@@ -5040,13 +5424,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            890.0,
+            2795,
+            918.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-261"
+          "id": "obj-283"
         }
       },
       {
@@ -5060,13 +5444,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2450,
-            928.0,
+            2795,
+            956.0,
             60.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-262"
+          "id": "obj-284"
         }
       },
       {
@@ -5076,13 +5460,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            972.0,
+            2795,
+            1000.0,
             320,
             62.0
           ],
           "linecount": 4,
-          "id": "obj-263"
+          "id": "obj-285"
         }
       },
       {
@@ -5100,12 +5484,12 @@
             "float"
           ],
           "patching_rect": [
-            2450,
-            1038.0,
+            2795,
+            1066.0,
             140.0,
             22.0
           ],
-          "id": "obj-264"
+          "id": "obj-286"
         }
       },
       {
@@ -5119,13 +5503,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2450,
-            1074.0,
+            2795,
+            1102.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-265"
+          "id": "obj-287"
         }
       },
       {
@@ -5139,13 +5523,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2502,
-            1074.0,
+            2847,
+            1102.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-266"
+          "id": "obj-288"
         }
       },
       {
@@ -5159,13 +5543,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2554,
-            1074.0,
+            2899,
+            1102.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-267"
+          "id": "obj-289"
         }
       },
       {
@@ -5179,13 +5563,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2606,
-            1074.0,
+            2951,
+            1102.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-268"
+          "id": "obj-290"
         }
       },
       {
@@ -5199,13 +5583,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2658,
-            1074.0,
+            3003,
+            1102.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-269"
+          "id": "obj-291"
         }
       },
       {
@@ -5219,13 +5603,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2710,
-            1074.0,
+            3055,
+            1102.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-270"
+          "id": "obj-292"
         }
       },
       {
@@ -5235,13 +5619,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            1112.0,
+            2795,
+            1140.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-271"
+          "id": "obj-293"
         }
       },
       {
@@ -5255,12 +5639,12 @@
             "float"
           ],
           "patching_rect": [
-            2450,
-            1150.0,
+            2795,
+            1178.0,
             84.0,
             22.0
           ],
-          "id": "obj-272"
+          "id": "obj-294"
         }
       },
       {
@@ -5274,13 +5658,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2450,
-            1186.0,
+            2795,
+            1214.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-273"
+          "id": "obj-295"
         }
       },
       {
@@ -5294,13 +5678,13 @@
           ],
           "parameter_enable": 0,
           "patching_rect": [
-            2502,
-            1186.0,
+            2847,
+            1214.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-274"
+          "id": "obj-296"
         }
       },
       {
@@ -5310,13 +5694,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            1224.0,
+            2795,
+            1252.0,
             320,
             48.0
           ],
           "linecount": 3,
-          "id": "obj-275"
+          "id": "obj-297"
         }
       },
       {
@@ -5329,12 +5713,12 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1276.0,
+            2795,
+            1304.0,
             91.0,
             22.0
           ],
-          "id": "obj-276"
+          "id": "obj-298"
         }
       },
       {
@@ -5347,12 +5731,12 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1312.0,
+            2795,
+            1340.0,
             310,
             22.0
           ],
-          "id": "obj-277"
+          "id": "obj-299"
         }
       },
       {
@@ -5362,13 +5746,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            1350.0,
+            2795,
+            1378.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-278"
+          "id": "obj-300"
         }
       },
       {
@@ -5381,12 +5765,12 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1388.0,
+            2795,
+            1416.0,
             91.0,
             22.0
           ],
-          "id": "obj-279"
+          "id": "obj-301"
         }
       },
       {
@@ -5399,12 +5783,12 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1424.0,
+            2795,
+            1452.0,
             310,
             22.0
           ],
-          "id": "obj-280"
+          "id": "obj-302"
         }
       },
       {
@@ -5414,12 +5798,12 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            1462.0,
+            2795,
+            1490.0,
             320,
             20.0
           ],
-          "id": "obj-281"
+          "id": "obj-303"
         }
       },
       {
@@ -5432,12 +5816,12 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1486.0,
+            2795,
+            1514.0,
             91.0,
             22.0
           ],
-          "id": "obj-282"
+          "id": "obj-304"
         }
       },
       {
@@ -5450,12 +5834,12 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1522.0,
+            2795,
+            1550.0,
             310,
             22.0
           ],
-          "id": "obj-283"
+          "id": "obj-305"
         }
       },
       {
@@ -5465,13 +5849,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            1560.0,
+            2795,
+            1588.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-284"
+          "id": "obj-306"
         }
       },
       {
@@ -5484,12 +5868,12 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1598.0,
+            2795,
+            1626.0,
             91.0,
             22.0
           ],
-          "id": "obj-285"
+          "id": "obj-307"
         }
       },
       {
@@ -5502,12 +5886,12 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1634.0,
+            2795,
+            1662.0,
             310,
             22.0
           ],
-          "id": "obj-286"
+          "id": "obj-308"
         }
       },
       {
@@ -5517,12 +5901,12 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            1672.0,
+            2795,
+            1700.0,
             320,
             20.0
           ],
-          "id": "obj-287"
+          "id": "obj-309"
         }
       },
       {
@@ -5535,12 +5919,12 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1696.0,
+            2795,
+            1724.0,
             91.0,
             22.0
           ],
-          "id": "obj-288"
+          "id": "obj-310"
         }
       },
       {
@@ -5553,12 +5937,220 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1732.0,
+            2795,
+            1760.0,
             310,
             22.0
           ],
-          "id": "obj-289"
+          "id": "obj-311"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/train siffs: A training job's progress: phase (train, export, map, done, error, warning), step, loss (-1 unknown), minutes left, and the model file or the message.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2795,
+            1798.0,
+            320,
+            62.0
+          ],
+          "linecount": 4,
+          "id": "obj-312"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            1864.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-313"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            1900.0,
+            310,
+            22.0
+          ],
+          "id": "obj-314"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/dataset sss: A dataset was written: name, folder, its summary.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2795,
+            1938.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-315"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            1976.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-316"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            2012.0,
+            310,
+            22.0
+          ],
+          "id": "obj-317"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/history s*: The models played this session, oldest first (the last one is playing).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2795,
+            2050.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-318"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            2088.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-319"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            2124.0,
+            310,
+            22.0
+          ],
+          "id": "obj-320"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/versions s*: Every fine-tuned version in models/user, by name then version.",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2795,
+            2162.0,
+            320,
+            34.0
+          ],
+          "linecount": 2,
+          "id": "obj-321"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            2200.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-322"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            2236.0,
+            310,
+            22.0
+          ],
+          "id": "obj-323"
         }
       },
       {
@@ -5568,13 +6160,13 @@
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            2450,
-            1770.0,
+            2795,
+            2274.0,
             320,
             76.0
           ],
           "linecount": 5,
-          "id": "obj-290"
+          "id": "obj-324"
         }
       },
       {
@@ -5587,12 +6179,12 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1850.0,
+            2795,
+            2354.0,
             91.0,
             22.0
           ],
-          "id": "obj-291"
+          "id": "obj-325"
         }
       },
       {
@@ -5605,12 +6197,12 @@
             ""
           ],
           "patching_rect": [
-            2450,
-            1886.0,
+            2795,
+            2390.0,
             310,
             22.0
           ],
-          "id": "obj-292"
+          "id": "obj-326"
         }
       },
       {
@@ -5621,12 +6213,12 @@
           "numoutlets": 0,
           "outlettype": [],
           "patching_rect": [
-            2450,
-            1924.0,
+            2795,
+            2428.0,
             168.0,
             22.0
           ],
-          "id": "obj-293"
+          "id": "obj-327"
         }
       }
     ],
@@ -8346,7 +8938,7 @@
       {
         "patchline": {
           "source": [
-            "obj-207",
+            "obj-205",
             0
           ],
           "destination": [
@@ -8370,35 +8962,11 @@
       {
         "patchline": {
           "source": [
-            "obj-205",
-            0
-          ],
-          "destination": [
-            "obj-206",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-206",
-            0
-          ],
-          "destination": [
-            "obj-207",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
             "obj-208",
             0
           ],
           "destination": [
-            "obj-207",
+            "obj-2",
             0
           ]
         }
@@ -8406,23 +8974,11 @@
       {
         "patchline": {
           "source": [
-            "obj-209",
+            "obj-207",
             0
           ],
           "destination": [
-            "obj-207",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-210",
-            0
-          ],
-          "destination": [
-            "obj-207",
+            "obj-208",
             0
           ]
         }
@@ -8434,7 +8990,7 @@
             0
           ],
           "destination": [
-            "obj-207",
+            "obj-2",
             0
           ]
         }
@@ -8442,11 +8998,11 @@
       {
         "patchline": {
           "source": [
-            "obj-212",
+            "obj-210",
             0
           ],
           "destination": [
-            "obj-207",
+            "obj-211",
             0
           ]
         }
@@ -8458,7 +9014,7 @@
             0
           ],
           "destination": [
-            "obj-207",
+            "obj-214",
             0
           ]
         }
@@ -8470,19 +9026,7 @@
             0
           ],
           "destination": [
-            "obj-207",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-215",
-            0
-          ],
-          "destination": [
-            "obj-207",
+            "obj-2",
             0
           ]
         }
@@ -8494,7 +9038,7 @@
             0
           ],
           "destination": [
-            "obj-207",
+            "obj-217",
             0
           ]
         }
@@ -8506,7 +9050,7 @@
             0
           ],
           "destination": [
-            "obj-207",
+            "obj-2",
             0
           ]
         }
@@ -8514,11 +9058,11 @@
       {
         "patchline": {
           "source": [
-            "obj-218",
+            "obj-219",
             0
           ],
           "destination": [
-            "obj-207",
+            "obj-220",
             0
           ]
         }
@@ -8526,7 +9070,7 @@
       {
         "patchline": {
           "source": [
-            "obj-222",
+            "obj-220",
             0
           ],
           "destination": [
@@ -8538,11 +9082,11 @@
       {
         "patchline": {
           "source": [
-            "obj-221",
+            "obj-222",
             0
           ],
           "destination": [
-            "obj-222",
+            "obj-223",
             0
           ]
         }
@@ -8550,7 +9094,7 @@
       {
         "patchline": {
           "source": [
-            "obj-227",
+            "obj-223",
             0
           ],
           "destination": [
@@ -8562,23 +9106,11 @@
       {
         "patchline": {
           "source": [
-            "obj-224",
+            "obj-229",
             0
           ],
           "destination": [
-            "obj-225",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-225",
-            0
-          ],
-          "destination": [
-            "obj-226",
+            "obj-2",
             0
           ]
         }
@@ -8598,11 +9130,23 @@
       {
         "patchline": {
           "source": [
-            "obj-231",
+            "obj-227",
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-228",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-228",
+            0
+          ],
+          "destination": [
+            "obj-229",
             0
           ]
         }
@@ -8614,7 +9158,7 @@
             0
           ],
           "destination": [
-            "obj-231",
+            "obj-229",
             0
           ]
         }
@@ -8622,11 +9166,23 @@
       {
         "patchline": {
           "source": [
-            "obj-236",
+            "obj-231",
             0
           ],
           "destination": [
-            "obj-2",
+            "obj-229",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-232",
+            0
+          ],
+          "destination": [
+            "obj-229",
             0
           ]
         }
@@ -8638,7 +9194,7 @@
             0
           ],
           "destination": [
-            "obj-234",
+            "obj-229",
             0
           ]
         }
@@ -8650,7 +9206,7 @@
             0
           ],
           "destination": [
-            "obj-235",
+            "obj-229",
             0
           ]
         }
@@ -8662,19 +9218,31 @@
             0
           ],
           "destination": [
+            "obj-229",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-236",
             0
+          ],
+          "destination": [
+            "obj-229",
+            0
           ]
         }
       },
       {
         "patchline": {
           "source": [
-            "obj-4",
+            "obj-237",
             0
           ],
           "destination": [
-            "obj-238",
+            "obj-229",
             0
           ]
         }
@@ -8686,7 +9254,7 @@
             0
           ],
           "destination": [
-            "obj-239",
+            "obj-229",
             0
           ]
         }
@@ -8695,6 +9263,30 @@
         "patchline": {
           "source": [
             "obj-239",
+            0
+          ],
+          "destination": [
+            "obj-229",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-240",
+            0
+          ],
+          "destination": [
+            "obj-229",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-244",
             0
           ],
           "destination": [
@@ -8706,11 +9298,11 @@
       {
         "patchline": {
           "source": [
-            "obj-241",
+            "obj-243",
             0
           ],
           "destination": [
-            "obj-242",
+            "obj-244",
             0
           ]
         }
@@ -8718,11 +9310,23 @@
       {
         "patchline": {
           "source": [
-            "obj-242",
+            "obj-249",
             0
           ],
           "destination": [
-            "obj-245",
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-246",
+            0
+          ],
+          "destination": [
+            "obj-247",
             0
           ]
         }
@@ -8742,8 +9346,8 @@
       {
         "patchline": {
           "source": [
-            "obj-247",
-            1
+            "obj-248",
+            0
           ],
           "destination": [
             "obj-249",
@@ -8754,11 +9358,11 @@
       {
         "patchline": {
           "source": [
-            "obj-242",
-            1
+            "obj-253",
+            0
           ],
           "destination": [
-            "obj-247",
+            "obj-2",
             0
           ]
         }
@@ -8766,20 +9370,8 @@
       {
         "patchline": {
           "source": [
-            "obj-251",
-            0
-          ],
-          "destination": [
             "obj-252",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-251",
-            1
           ],
           "destination": [
             "obj-253",
@@ -8790,11 +9382,11 @@
       {
         "patchline": {
           "source": [
-            "obj-242",
-            2
+            "obj-258",
+            0
           ],
           "destination": [
-            "obj-251",
+            "obj-2",
             0
           ]
         }
@@ -8802,11 +9394,23 @@
       {
         "patchline": {
           "source": [
-            "obj-242",
-            2
+            "obj-255",
+            0
           ],
           "destination": [
-            "obj-254",
+            "obj-256",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-256",
+            0
+          ],
+          "destination": [
+            "obj-257",
             0
           ]
         }
@@ -8826,20 +9430,8 @@
       {
         "patchline": {
           "source": [
-            "obj-257",
-            1
-          ],
-          "destination": [
-            "obj-259",
+            "obj-4",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-257",
-            2
           ],
           "destination": [
             "obj-260",
@@ -8850,11 +9442,11 @@
       {
         "patchline": {
           "source": [
-            "obj-242",
-            3
+            "obj-260",
+            0
           ],
           "destination": [
-            "obj-257",
+            "obj-261",
             0
           ]
         }
@@ -8862,11 +9454,23 @@
       {
         "patchline": {
           "source": [
-            "obj-242",
-            4
+            "obj-261",
+            0
           ],
           "destination": [
-            "obj-262",
+            "obj-2",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-263",
+            0
+          ],
+          "destination": [
+            "obj-264",
             0
           ]
         }
@@ -8878,7 +9482,31 @@
             0
           ],
           "destination": [
-            "obj-265",
+            "obj-267",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-269",
+            0
+          ],
+          "destination": [
+            "obj-270",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-269",
+            1
+          ],
+          "destination": [
+            "obj-271",
             0
           ]
         }
@@ -8890,7 +9518,31 @@
             1
           ],
           "destination": [
-            "obj-266",
+            "obj-269",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-273",
+            0
+          ],
+          "destination": [
+            "obj-274",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-273",
+            1
+          ],
+          "destination": [
+            "obj-275",
             0
           ]
         }
@@ -8902,66 +9554,6 @@
             2
           ],
           "destination": [
-            "obj-267",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-264",
-            3
-          ],
-          "destination": [
-            "obj-268",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-264",
-            4
-          ],
-          "destination": [
-            "obj-269",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-264",
-            5
-          ],
-          "destination": [
-            "obj-270",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-242",
-            5
-          ],
-          "destination": [
-            "obj-264",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-272",
-            0
-          ],
-          "destination": [
             "obj-273",
             0
           ]
@@ -8970,59 +9562,11 @@
       {
         "patchline": {
           "source": [
-            "obj-272",
-            1
-          ],
-          "destination": [
-            "obj-274",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-242",
-            6
-          ],
-          "destination": [
-            "obj-272",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-242",
-            7
+            "obj-264",
+            2
           ],
           "destination": [
             "obj-276",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-276",
-            0
-          ],
-          "destination": [
-            "obj-277",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-242",
-            8
-          ],
-          "destination": [
-            "obj-279",
             0
           ]
         }
@@ -9042,8 +9586,20 @@
       {
         "patchline": {
           "source": [
-            "obj-242",
-            9
+            "obj-279",
+            1
+          ],
+          "destination": [
+            "obj-281",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-279",
+            2
           ],
           "destination": [
             "obj-282",
@@ -9054,11 +9610,11 @@
       {
         "patchline": {
           "source": [
-            "obj-282",
-            0
+            "obj-264",
+            3
           ],
           "destination": [
-            "obj-283",
+            "obj-279",
             0
           ]
         }
@@ -9066,11 +9622,11 @@
       {
         "patchline": {
           "source": [
-            "obj-242",
-            10
+            "obj-264",
+            4
           ],
           "destination": [
-            "obj-285",
+            "obj-284",
             0
           ]
         }
@@ -9078,20 +9634,20 @@
       {
         "patchline": {
           "source": [
-            "obj-285",
-            0
-          ],
-          "destination": [
             "obj-286",
             0
+          ],
+          "destination": [
+            "obj-287",
+            0
           ]
         }
       },
       {
         "patchline": {
           "source": [
-            "obj-242",
-            11
+            "obj-286",
+            1
           ],
           "destination": [
             "obj-288",
@@ -9102,8 +9658,8 @@
       {
         "patchline": {
           "source": [
-            "obj-288",
-            0
+            "obj-286",
+            2
           ],
           "destination": [
             "obj-289",
@@ -9114,8 +9670,20 @@
       {
         "patchline": {
           "source": [
-            "obj-242",
-            12
+            "obj-286",
+            3
+          ],
+          "destination": [
+            "obj-290",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-286",
+            4
           ],
           "destination": [
             "obj-291",
@@ -9126,8 +9694,8 @@
       {
         "patchline": {
           "source": [
-            "obj-291",
-            0
+            "obj-286",
+            5
           ],
           "destination": [
             "obj-292",
@@ -9138,11 +9706,299 @@
       {
         "patchline": {
           "source": [
-            "obj-242",
+            "obj-264",
+            5
+          ],
+          "destination": [
+            "obj-286",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-294",
+            0
+          ],
+          "destination": [
+            "obj-295",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-294",
+            1
+          ],
+          "destination": [
+            "obj-296",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            6
+          ],
+          "destination": [
+            "obj-294",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            7
+          ],
+          "destination": [
+            "obj-298",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-298",
+            0
+          ],
+          "destination": [
+            "obj-299",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            8
+          ],
+          "destination": [
+            "obj-301",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-301",
+            0
+          ],
+          "destination": [
+            "obj-302",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            9
+          ],
+          "destination": [
+            "obj-304",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-304",
+            0
+          ],
+          "destination": [
+            "obj-305",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            10
+          ],
+          "destination": [
+            "obj-307",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-307",
+            0
+          ],
+          "destination": [
+            "obj-308",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            11
+          ],
+          "destination": [
+            "obj-310",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-310",
+            0
+          ],
+          "destination": [
+            "obj-311",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            12
+          ],
+          "destination": [
+            "obj-313",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-313",
+            0
+          ],
+          "destination": [
+            "obj-314",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
             13
           ],
           "destination": [
-            "obj-293",
+            "obj-316",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-316",
+            0
+          ],
+          "destination": [
+            "obj-317",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            14
+          ],
+          "destination": [
+            "obj-319",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-319",
+            0
+          ],
+          "destination": [
+            "obj-320",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            15
+          ],
+          "destination": [
+            "obj-322",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-322",
+            0
+          ],
+          "destination": [
+            "obj-323",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            16
+          ],
+          "destination": [
+            "obj-325",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-325",
+            0
+          ],
+          "destination": [
+            "obj-326",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            17
+          ],
+          "destination": [
+            "obj-327",
             0
           ]
         }
