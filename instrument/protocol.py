@@ -523,6 +523,14 @@ ADDRESSES: tuple[Address, ...] = (
         group="state",
     ),
     Address(
+        "/sillage/state/tag",
+        "sff",
+        "A moment was tagged (/sillage/tag): the word and where the played latent was on the "
+        "map (x, y), when a map is loaded.",
+        direction="out",
+        group="state",
+    ),
+    Address(
         "/sillage/state/train",
         "siffs",
         "A training job's progress: phase (train, export, map, done, error, warning), step, "

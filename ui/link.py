@@ -57,6 +57,9 @@ _EVENTS = {
     STATE_REGION_DELETE: "region/delete",
     STATE_EXAMPLE: "example",
     STATE_EXAMPLE_CLEAR: "example/clear",
+    f"{PREFIX}/state/tag": "tag",
+    f"{PREFIX}/state/train": "train",
+    f"{PREFIX}/state/dataset": "dataset",
 }
 
 
@@ -190,6 +193,10 @@ class EngineLink:
         """Delete a region (once the protocol has regions)."""
         if REGION_DELETE is not None:
             self._send(REGION_DELETE, name)
+
+    def send_dataset_region(self, name: str, region: str) -> None:
+        """Ask the engine to build ``datasets/<name>`` from the audio behind a region."""
+        self._send(f"{PREFIX}/dataset/region", name, region)
 
     # ------------------------------------------------------------------ receiving
     def _on_latest(self, address: str, fixed: list[Any], *args: Any) -> None:

@@ -27,6 +27,8 @@ _PAD = 0.03
 # High-contrast colours readable from across a room on a projector.
 CURSOR_COLOUR = (255, 214, 0)
 LABEL_COLOUR = (120, 230, 255)
+TAG_COLOUR = (255, 110, 90)  # moments tagged while playing (/sillage/tag)
+MAX_TAGS = 500
 REGION_COLOUR = (255, 120, 200)
 EXAMPLE_COLOUR = (255, 255, 255)
 _SOURCE_PALETTE = [  # no yellows or oranges: those are the cursor's
@@ -91,6 +93,7 @@ class MapView(pg.GraphicsView):
     region_deleted = QtCore.Signal(str)
     label_requested = QtCore.Signal(float, float)
     region_requested = QtCore.Signal(float, float)
+    dataset_requested = QtCore.Signal(str)
     rename_requested = QtCore.Signal(str, str)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
@@ -129,6 +132,7 @@ class MapView(pg.GraphicsView):
         self._trail: deque[tuple[float, float]] = deque(maxlen=TRAIL_LENGTH)
         self._cursor_xy: tuple[float, float] | None = None
         self.labels: dict[str, pg.TargetItem] = {}
+        self.tags: list[pg.TextItem] = []
         self.legend = pg.LegendItem(offset=(-10, 10), labelTextColor=(200, 200, 200))
         self.legend.setParentItem(self.viewbox)
         self.legend.setZValue(200)
@@ -225,6 +229,18 @@ class MapView(pg.GraphicsView):
         """Show regression-by-demonstration examples (their latents' map positions)."""
         pts = np.asarray(xy, dtype=float).reshape(-1, 2)
         self.examples.setData(pos=pts)
+
+    # ------------------------------------------------------------------ tags
+    def add_tag(self, word: str, x: float, y: float) -> None:
+        """Mark where the played latent was when someone tagged a moment with ``word``."""
+        item = pg.TextItem(f"◆ {word}", color=TAG_COLOUR, anchor=(0.0, 0.5))
+        item.setFont(self._font())
+        item.setPos(x, y)
+        item.setZValue(40)
+        self.viewbox.addItem(item)
+        self.tags.append(item)
+        if len(self.tags) > MAX_TAGS:  # a long rehearsal: the oldest go
+            self.viewbox.removeItem(self.tags.pop(0))
 
     # ------------------------------------------------------------------ labels
     def set_label(self, name: str, x: float, y: float, *, announce: bool = True) -> None:
@@ -379,6 +395,10 @@ class MapView(pg.GraphicsView):
                     f"Rename region '{name}'…", partial(self.rename_requested.emit, "region", name)
                 )
                 menu.addAction(f"Delete region '{name}'", partial(self.remove_region, name))
+                menu.addAction(
+                    f"Make a dataset from region '{name}'",
+                    partial(self.dataset_requested.emit, name),
+                )
         colour = menu.addMenu("Colour by")
         for mode in COLOUR_MODES:
             colour.addAction(mode, partial(self.set_colour_mode, mode))

@@ -114,6 +114,7 @@ class MainWindow(QtWidgets.QMainWindow):
         v.region_deleted.connect(self._on_region_deleted)
         v.label_requested.connect(self._ask_label)
         v.region_requested.connect(self._ask_region)
+        v.dataset_requested.connect(self._make_dataset)
         v.rename_requested.connect(self._ask_rename)
         self._save_timer = QtCore.QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
         self._save_timer.timeout.connect(self.save_map)
@@ -245,11 +246,24 @@ class MainWindow(QtWidgets.QMainWindow):
                 self._save_soon()
             elif kind == "example":
                 self._set_example(int(args[0]), np.asarray(args[1:], dtype=np.float32))
+            elif kind == "tag":
+                self.view.add_tag(str(args[0]), float(args[1]), float(args[2]))
+            elif kind == "train":
+                self.status.showMessage(_train_text(args), 0 if args[0] == "train" else 15000)
+            elif kind == "dataset":
+                self.status.showMessage(f"dataset {args[0]} written to {args[1]}: {args[2]}", 15000)
             elif kind == "example/clear":
                 self._examples.clear()
                 self.view.set_examples([])
         except (IndexError, TypeError, ValueError):
             self.status.showMessage(f"ignored malformed state message {kind} {args!r}", 5000)
+
+    def _make_dataset(self, region: str) -> None:
+        if self.link is None:
+            self.status.showMessage("no engine: datasets are built by the engine", 5000)
+            return
+        self.link.send_dataset_region(region, region)
+        self.status.showMessage(f"building dataset {region} from region {region}…", 5000)
 
     def _set_example(self, index: int, z: np.ndarray) -> None:
         if self.map is None or z.size != self.map.latent_size:
@@ -357,3 +371,16 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.link is not None:
             self.link.close()
         super().closeEvent(event)
+
+
+def _train_text(args: tuple[Any, ...]) -> str:
+    """``/sillage/state/train`` (phase, step, loss, minutes left, detail) as one status line."""
+    phase, step, loss, left, detail = args[:5]
+    if phase == "train":
+        shown = f", loss {float(loss):.3f}" if float(loss) >= 0 else ""
+        return f"training {detail}: step {int(step)}{shown}, {float(left):.1f} min left".replace(
+            "training : ", "training: "
+        )
+    if phase == "done":
+        return f"trained: {detail} (playing it if asked; /sillage/model/undo goes back)"
+    return f"training {phase}: {detail}"

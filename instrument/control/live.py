@@ -344,6 +344,10 @@ class LiveEngine:
 
     def _on_put(self, event: Event) -> None:
         """Control side sees every forwarded event: reload its validator on patch changes."""
+        snap = self.snap
+        if event.path == "/sillage/tag" and event.args and snap is not None and snap.xy:
+            # Where the tagged moment sits on the map: the played latent's position now.
+            self.sender.broadcast("/sillage/state/tag", (str(event.args[0]), *snap.xy))
         if event.path == "/sillage/patch" and event.args:
             name = str(event.args[0])
             threading.Thread(target=self._reload_validator, args=(name,), daemon=True).start()

@@ -5038,10 +5038,11 @@
       {
         "box": {
           "maxclass": "newobj",
-          "text": "route /sillage/state/latent /sillage/state/xy /sillage/state/level /sillage/state/input /sillage/state/underruns /sillage/state/latency_ms /sillage/state/decode_ms /sillage/state/model /sillage/state/label /sillage/state/label/delete /sillage/state/region /sillage/state/region/delete /sillage/state/train /sillage/state/dataset /sillage/state/history /sillage/state/versions /sillage/state/error",
+          "text": "route /sillage/state/latent /sillage/state/xy /sillage/state/level /sillage/state/input /sillage/state/underruns /sillage/state/latency_ms /sillage/state/decode_ms /sillage/state/model /sillage/state/label /sillage/state/label/delete /sillage/state/region /sillage/state/region/delete /sillage/state/tag /sillage/state/train /sillage/state/dataset /sillage/state/history /sillage/state/versions /sillage/state/error",
           "numinlets": 2,
-          "numoutlets": 18,
+          "numoutlets": 19,
           "outlettype": [
+            "",
             "",
             "",
             "",
@@ -5948,16 +5949,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/train siffs: A training job's progress: phase (train, export, map, done, error, warning), step, loss (-1 unknown), minutes left, and the model file or the message.",
+          "text": "state/tag sff: A moment was tagged (/sillage/tag): the word and where the played latent was on the map (x, y), when a map is loaded.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
             1798.0,
             320,
-            62.0
+            48.0
           ],
-          "linecount": 4,
+          "linecount": 3,
           "id": "obj-312"
         }
       },
@@ -5972,7 +5973,7 @@
           ],
           "patching_rect": [
             2795,
-            1864.0,
+            1850.0,
             91.0,
             22.0
           ],
@@ -5990,7 +5991,7 @@
           ],
           "patching_rect": [
             2795,
-            1900.0,
+            1886.0,
             310,
             22.0
           ],
@@ -6000,16 +6001,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/dataset sss: A dataset was written: name, folder, its summary.",
+          "text": "state/train siffs: A training job's progress: phase (train, export, map, done, error, warning), step, loss (-1 unknown), minutes left, and the model file or the message.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            1938.0,
+            1924.0,
             320,
-            34.0
+            62.0
           ],
-          "linecount": 2,
+          "linecount": 4,
           "id": "obj-315"
         }
       },
@@ -6024,7 +6025,7 @@
           ],
           "patching_rect": [
             2795,
-            1976.0,
+            1990.0,
             91.0,
             22.0
           ],
@@ -6042,7 +6043,7 @@
           ],
           "patching_rect": [
             2795,
-            2012.0,
+            2026.0,
             310,
             22.0
           ],
@@ -6052,12 +6053,12 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/history s*: The models played this session, oldest first (the last one is playing).",
+          "text": "state/dataset sss: A dataset was written: name, folder, its summary.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            2050.0,
+            2064.0,
             320,
             34.0
           ],
@@ -6076,7 +6077,7 @@
           ],
           "patching_rect": [
             2795,
-            2088.0,
+            2102.0,
             91.0,
             22.0
           ],
@@ -6094,7 +6095,7 @@
           ],
           "patching_rect": [
             2795,
-            2124.0,
+            2138.0,
             310,
             22.0
           ],
@@ -6104,12 +6105,12 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/versions s*: Every fine-tuned version in models/user, by name then version.",
+          "text": "state/history s*: The models played this session, oldest first (the last one is playing).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            2162.0,
+            2176.0,
             320,
             34.0
           ],
@@ -6128,7 +6129,7 @@
           ],
           "patching_rect": [
             2795,
-            2200.0,
+            2214.0,
             91.0,
             22.0
           ],
@@ -6146,7 +6147,7 @@
           ],
           "patching_rect": [
             2795,
-            2236.0,
+            2250.0,
             310,
             22.0
           ],
@@ -6156,16 +6157,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/error s: The last rejected input, with what was expected, or an engine fault (a bad frame from the model, a fallback, a dead decode process, a prebuffer raised for a big model) with what was done and the fix (rate-limited per kind).",
+          "text": "state/versions s*: Every fine-tuned version in models/user, by name then version.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            2274.0,
+            2288.0,
             320,
-            76.0
+            34.0
           ],
-          "linecount": 5,
+          "linecount": 2,
           "id": "obj-324"
         }
       },
@@ -6180,7 +6181,7 @@
           ],
           "patching_rect": [
             2795,
-            2354.0,
+            2326.0,
             91.0,
             22.0
           ],
@@ -6198,11 +6199,63 @@
           ],
           "patching_rect": [
             2795,
-            2390.0,
+            2362.0,
             310,
             22.0
           ],
           "id": "obj-326"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
+          "text": "state/error s: The last rejected input, with what was expected, or an engine fault (a bad frame from the model, a fallback, a dead decode process, a prebuffer raised for a big model) with what was done and the fix (rate-limited per kind).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2795,
+            2400.0,
+            320,
+            76.0
+          ],
+          "linecount": 5,
+          "id": "obj-327"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            2480.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-328"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            2516.0,
+            310,
+            22.0
+          ],
+          "id": "obj-329"
         }
       },
       {
@@ -6214,11 +6267,11 @@
           "outlettype": [],
           "patching_rect": [
             2795,
-            2428.0,
+            2554.0,
             168.0,
             22.0
           ],
-          "id": "obj-327"
+          "id": "obj-330"
         }
       }
     ],
@@ -9998,7 +10051,31 @@
             17
           ],
           "destination": [
-            "obj-327",
+            "obj-328",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-328",
+            0
+          ],
+          "destination": [
+            "obj-329",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            18
+          ],
+          "destination": [
+            "obj-330",
             0
           ]
         }
