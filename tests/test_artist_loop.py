@@ -54,7 +54,7 @@ def rehearsal(tmp_path: Path):  # type: ignore[no-untyped-def]
     model = make_tiny_model(tmp_path / "tiny.ts", latent_size=4, ratio=64)
     rec, user = tmp_path / "rec", tmp_path / "user"
     proc = launch(model, tmp_path / "live.wav", "--record-dir", str(rec), "--user-models",
-                  str(user), "--prebuffer", "4096", "--train-map", "pca")  # fmt: skip
+                  str(user), "--prebuffer", "4096", "--train-map", "none")  # fmt: skip
     port = wait_ready(proc)
     listener = StateListener()
     client = SimpleUDPClient("127.0.0.1", port)
