@@ -4,7 +4,7 @@
         [--threads 2] [--user-dir models/user] [--map umap|pca|none]
 
 This runs in a process of its own, started by the control side on ``/sillage/train``; never in
-the decode process. Each step is a child process at the lowest CPU priority (``nice 19``),
+the decode process. Each step is a child process at low CPU priority (``nice 10``, below the engine),
 so the performance keeps its cores: ``python -m models.train --finetune PARENT
 --max-minutes M``, ``python -m models.export``, ``python -m ui.map build``. Progress goes to
 stdout as one JSON object per line, which the control side relays as ``/sillage/state/train``::
@@ -42,6 +42,9 @@ RUNS = ROOT / "runs" / "user"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 VERSION = re.compile(r"-v(\d+)\.ts$")
 MAP_MAX_POINTS = 5000  # enough to play from; keeps the fit well under a minute
+# Below the engine (its decode process runs at -10) and normal programs, yet not starved by a
+# busy desktop: at 19 a fine-tune beside five busy processes got under 1 % of a core.
+NICE = 10
 
 
 class TrainingError(SillageError, ValueError):
@@ -92,7 +95,7 @@ def check_request(dataset: Path, name: str, minutes: float, parent: Path) -> Non
 
 
 def _run(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
-    low = ["nice", "-n", "19"] if os.name == "posix" else []
+    low = ["nice", "-n", str(NICE)] if os.name == "posix" else []
     with open(log, "ab") as fh:
         return subprocess.Popen([*low, *cmd], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
 

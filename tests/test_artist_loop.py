@@ -16,7 +16,7 @@ from pythonosc.udp_client import SimpleUDPClient
 from models.testing import make_tiny_model
 from tests.test_osc_e2e import StateListener, launch, wait_ready
 
-LONG_S = 600.0  # bounds for waits that include a training job (nice 19: it yields to everything)
+LONG_S = 600.0  # bounds for waits that include a training job (nice 10: it yields to the rest)
 
 
 class Since:
