@@ -42,7 +42,9 @@ class Since:
             return False
 
         with self.listener._cond:
-            assert self.listener._cond.wait_for(check, timeout), f"no new {address} matching"
+            ok = self.listener._cond.wait_for(check, timeout)
+            seen = [m for m in self.listener.messages[self.mark :] if "latent" not in m[0]]
+            assert ok, f"no new {address} matching in {timeout} s; since the mark: {seen[-12:]}"
         return found[0]
 
     def all(self, address: str) -> list[tuple]:

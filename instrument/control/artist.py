@@ -229,7 +229,10 @@ class ArtistLoop:
             loss = float(msg.get("loss") or -1.0)
             left = float(msg.get("minutes_left") or 0.0)
             detail = str(msg.get("model") or msg.get("message") or "")
-            self.broadcast("/sillage/state/train", (phase, step, loss, left, detail))
+            state = (phase, step, loss, left, detail)
+            # UDP may drop one datagram: the messages that end a job go out three times.
+            for _ in range(3 if phase in ("done", "error") else 1):
+                self.broadcast("/sillage/state/train", state)
             if phase == "done":
                 done = msg
             elif phase == "error":
