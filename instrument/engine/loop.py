@@ -391,7 +391,14 @@ class DecodeLoop:
             return
         z = self.latent_map.to_latent(args[0], args[1])
         n = min(len(z), st.latent_size)
-        st.target[:n] = z[:n]
+        timbre = self.info.latent.timbre_dims
+        if timbre:
+            # The map is of timbre (the card names those dimensions): a drag leaves the pitch
+            # and loudness being played where the keyboard, a sensor or a fader put them.
+            dims = [d for d in timbre if d < n]
+            st.target[dims] = z[dims]
+        else:
+            st.target[:n] = z[:n]
         st.xy = (args[0], args[1])
 
     def _on_scale(self, index: int | None, args: tuple[Any, ...]) -> None:
