@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.config import ModelConfig, make_config  # noqa: E402
 from models.export import load_vae, script_model  # noqa: E402
-from models.layers import set_streaming  # noqa: E402
+from models.families import set_model_streaming  # noqa: E402
 from models.onnx_export import OnnxStreamingDecoder, export_onnx  # noqa: E402
 from models.vae import VAE  # noqa: E402
 
@@ -72,7 +72,7 @@ def run(source: str, frames: int, threads: int) -> dict[str, Any]:
 
     # Eager torch, same module tree, streaming.
     eager, _ = _vae(source)
-    set_streaming(eager, True)
+    set_model_streaming(eager, True)  # DDSP: the synth's phase and buffers too
 
     def eager_step() -> None:
         with torch.no_grad():
