@@ -27,7 +27,7 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
-from benchmarks.bench_hostile_osc import READY, children
+from benchmarks.bench_hostile_osc import children, ready_port
 from benchmarks.common import emit
 from instrument.paths import ROOT
 
@@ -82,18 +82,7 @@ def main() -> None:
              "--osc-port", "0", "--no-ui", "--prebuffer", "1024"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        assert engine.stdout is not None
-        lines: list[str] = []
-        port = None
-        for line in engine.stdout:
-            lines.append(line)
-            m = READY.match(line)
-            if m:
-                port = int(m.group(1))
-                break
-        if port is None:
-            raise SystemExit("the engine did not start:\n" + "".join(lines))
-        threading.Thread(target=lambda: lines.extend(engine.stdout or []), daemon=True).start()
+        port, lines, _ = ready_port(engine)
         state = State()
         client = SimpleUDPClient("127.0.0.1", port)
         client.send_message("/sillage/subscribe", state.port)

@@ -43,6 +43,21 @@ from instrument.paths import ROOT
 READY = re.compile(r"Sillage ready: OSC on [\d.]+:(\d+)")
 
 
+def ready_port(engine: subprocess.Popen[str]) -> tuple[int, list[str], threading.Thread]:
+    """Read the engine's output up to its ready line: its OSC port, every line it prints (the
+    rest are appended by the returned reader thread: join it once the engine has ended)."""
+    assert engine.stdout is not None
+    lines: list[str] = []
+    for line in engine.stdout:
+        lines.append(line)
+        m = READY.match(line)
+        if m:
+            reader = threading.Thread(target=lambda: lines.extend(engine.stdout or []), daemon=True)
+            reader.start()
+            return int(m.group(1)), lines, reader
+    raise SystemExit("the engine did not start:\n" + "".join(lines))
+
+
 def junk_packets() -> list[bytes]:
     def msg(address: str, *args: Any) -> bytes:
         b = OscMessageBuilder(address=address)
@@ -166,19 +181,7 @@ def main() -> None:
              "--no-ui", "--prebuffer", "1024", "--record-dir", tmp],
             cwd=args.engine_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        lines: list[str] = []
-        port = None
-        assert engine.stdout is not None
-        for line in engine.stdout:
-            lines.append(line)
-            m = READY.match(line)
-            if m:
-                port = int(m.group(1))
-                break
-        if port is None:
-            raise SystemExit("the engine did not start:\n" + "".join(lines))
-        reader = threading.Thread(target=lambda: lines.extend(engine.stdout or []), daemon=True)
-        reader.start()
+        port, lines, reader = ready_port(engine)
         watcher = Watcher()
         client = SimpleUDPClient("127.0.0.1", port)
         client.send_message("/sillage/subscribe", watcher.port)
