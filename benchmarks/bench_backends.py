@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 import warnings
@@ -32,29 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import ROOT, emit, with_twin
+from benchmarks.common import ROOT, cpu, emit, with_twin
 from instrument.paths import DEFAULT_MODEL
 
 RAVE_CANDIDATES = (Path("/tmp/rave-streaming.ts"), Path("/tmp/w13/rave-v2.ts"))
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "fma")
-
-
-def cpu() -> dict[str, Any]:
-    """CPU model and the flags that matter to onnxruntime/oneDNN kernels (lscpu)."""
-    info: dict[str, Any] = {"cores": os.cpu_count()}
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key in ("Model name", "Vendor ID", "Hypervisor vendor", "L2 cache", "L3 cache"):
-            info[key.lower().replace(" ", "_")] = value
-        if key == "Flags":
-            have = set(value.split())
-            info["flags"] = [f for f in FLAGS if f in have]
-    return info
 
 
 def _timed_trials(

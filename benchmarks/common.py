@@ -15,11 +15,40 @@ from instrument.paths import DEFAULT_MODEL, ROOT
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "fma")
+
+
+def cpu() -> dict[str, Any]:
+    """CPU model and the flags that matter to onnxruntime/oneDNN kernels (lscpu; on macOS
+    sysctl). Decode speed differs 3-4x between CPUs: every result file carries this."""
+    import subprocess
+
+    info: dict[str, Any] = {"cores": os.cpu_count(), "machine": platform.machine()}
+    cmd = ["sysctl", "-n", "machdep.cpu.brand_string"] if sys.platform == "darwin" else ["lscpu"]
+    try:
+        text = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        text = ""
+    if sys.platform == "darwin":
+        info["model_name"] = text.strip()
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key in ("Model name", "Vendor ID", "Hypervisor vendor", "L2 cache", "L3 cache"):
+            info[key.lower().replace(" ", "_")] = value
+        if key == "Flags":
+            have = set(value.split())
+            info["flags"] = [f for f in CPU_FLAGS if f in have]
+    return info
+
+
 def machine() -> dict[str, Any]:
     import numpy
     import torch
 
     return {
+        "cpu": cpu(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
