@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from instrument.engine.prebuffer import LATENCY_MODES
 from instrument.errors import EngineError, SillageError, UserError
 from instrument.paths import DEFAULT_MODEL, RECORD_DIR, ROOT, UI_MAIN
 
@@ -50,6 +51,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _prebuffer(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or a number of frames (e.g. 512), got {text!r}"
+        ) from None
 
 
 def _threads(text: str) -> int:
@@ -92,17 +104,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="device sample rate (default: the model's; resampled when they differ)",
     )
     p.add_argument(
+        "--latency",
+        choices=tuple(LATENCY_MODES),
+        default="low",
+        help="block and prebuffer: "
+        + "; ".join(f"{m.name}: {m.describe()}" for m in LATENCY_MODES.values())
+        + " (default low; --blocksize and --prebuffer N override it)",
+    )
+    p.add_argument(
         "-b",
         "--blocksize",
         type=int,
-        default=256,
-        help="audio block in frames (default 256; offline: output block, result is the same)",
+        default=None,
+        help="audio block in frames (default: the --latency mode's; offline: output block, "
+        "default 256, the result is the same)",
     )
     p.add_argument(
         "--prebuffer",
-        type=_positive_int,
-        default=1024,
-        help="ring prebuffer in frames between decode and audio (default 1024 = 21 ms at 48 kHz)",
+        type=_prebuffer,
+        default="auto",
+        metavar="auto|N",
+        help="ring prebuffer in frames between decode and audio: auto (default) starts at the "
+        "--latency mode's and grows after an underrun, shrinking again after 30 quiet s with "
+        "margin; N fixes it (e.g. 1024 = 21 ms at 48 kHz)",
     )
     p.add_argument(
         "-m",
@@ -348,13 +372,15 @@ def run_offline(args: argparse.Namespace) -> int:
         args.seconds = _file_seconds(args.input_file)
     if args.seconds is None or not args.seconds > 0:
         raise UserError("--offline needs --seconds S (a positive length)")
-    if args.blocksize < 1:
+    if args.blocksize is not None and args.blocksize < 1:
         raise UserError(f"--blocksize must be at least 1 offline, got {args.blocksize}")
     out = Path(args.offline)
     if not out.parent.exists():
         raise UserError(f"folder {out.parent} does not exist; create it or write elsewhere")
     if args.realtime:
         return run_realtime(args, out)
+    if args.blocksize is None:
+        args.blocksize = 256  # offline the block changes nothing in the result (tested)
     runtime, patch, latent_map = _setup(args)
     events = []
     if args.score:
@@ -447,8 +473,8 @@ def _config(args: argparse.Namespace) -> Any:
     try:
         return LiveConfig(
             samplerate=args.samplerate or 0,
-            blocksize=args.blocksize,
-            prebuffer=args.prebuffer,
+            blocksize=_block_and_prebuffer(args)[0],
+            prebuffer=_block_and_prebuffer(args)[1],
             osc_host=args.listen,
             osc_port=args.osc_port,
             state_to=state_to,
@@ -461,6 +487,16 @@ def _config(args: argparse.Namespace) -> Any:
         raise UserError(str(exc)) from None
 
 
+def _block_and_prebuffer(args: argparse.Namespace) -> tuple[int, int, int]:
+    """The audio block, the prebuffer (the start, when adaptive) and the adaptive ceiling (0:
+    fixed) from ``--latency`` and the ``--blocksize``/``--prebuffer`` that override it."""
+    mode = LATENCY_MODES[args.latency]
+    blocksize = mode.blocksize if args.blocksize is None else args.blocksize
+    if args.prebuffer == "auto":
+        return blocksize, mode.prebuffer, mode.ceiling
+    return blocksize, int(args.prebuffer), 0
+
+
 def _spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> Any:
     from instrument.control.live import OutputSpec, WorkerSpec
     from instrument.patch import resolve
@@ -468,12 +504,14 @@ def _spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> A
     model = resolve_model(args.model)
     resolve(args.patch)
     the_map = map_path(args.map, model)
-    blocksize = args.blocksize if kind == "device" else (args.blocksize or 256)
+    blocksize, prebuffer, ceiling = _block_and_prebuffer(args)
+    if kind != "device":
+        blocksize = blocksize or 256
     in_device, in_channels = args.input if args.input else (None, 0)
     output = OutputSpec(
         kind=kind,
         blocksize=blocksize,
-        capacity=args.prebuffer + 8192 + max(blocksize, 256),
+        capacity=max(prebuffer, ceiling) + 8192 + max(blocksize, 256),
         samplerate=args.samplerate,
         device=args.device,
         keep_audio=wav_out is not None,
@@ -484,7 +522,8 @@ def _spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> A
         model=str(model),
         patch=args.patch,
         output=output,
-        prebuffer=args.prebuffer,
+        prebuffer=prebuffer,
+        prebuffer_ceiling=ceiling,
         threads=args.threads,
         backend=args.backend,
         rt_priority=args.rt_priority,

@@ -28,6 +28,10 @@ class Window:
         self._pos = (self._pos + 1) % len(self._values)
         self.count += 1
 
+    def clear(self) -> None:
+        self._values[:] = np.nan
+        self._pos = 0
+
     def values(self) -> np.ndarray:
         v = self._values
         return v[np.isfinite(v)]

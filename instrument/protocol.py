@@ -480,6 +480,14 @@ ADDRESSES: tuple[Address, ...] = (
         group="state",
     ),
     Address(
+        "/sillage/state/prebuffer",
+        "ifis",
+        "The prebuffer in use: frames, ms, 1 when adaptive (--prebuffer auto), and its last "
+        "change and why (sent on subscribe and on every change).",
+        direction="out",
+        group="state",
+    ),
+    Address(
         "/sillage/state/decode_ms",
         "ff",
         "Decode time per frame, p50 and p99 (ms).",

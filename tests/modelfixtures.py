@@ -100,6 +100,26 @@ class FaultModel(OscModel):
         return y
 
 
+class SlowModel(OscModel):
+    """An ``OscModel`` that decodes slowly while latent dimension 3 is above 0.5: each frame
+    then multiplies a 256×256 matrix ``int(40 * z3)`` times (tens of milliseconds on any
+    CPU, far more than a 64-sample frame lasts), as a big model or a busy machine would."""
+
+    def __init__(self, latent_size: int = 4, ratio: int = 64, sr: int = 48000, channels: int = 1):
+        super().__init__(latent_size, ratio, sr, channels)
+        self.register_buffer("work", torch.eye(256) * 0.999)
+
+    @torch.jit.export
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        slow = float(z[0, 3, -1])
+        if slow > 0.5:
+            acc = self.work
+            for _ in range(int(40 * slow)):
+                acc = torch.mm(acc, self.work)
+            self.phase[0] = self.phase[0] + 0.0 * acc[0, 0]
+        return self._osc(z)
+
+
 class NoDecode(nn.Module):
     """Wrong interface: a TorchScript module with only forward."""
 
@@ -124,6 +144,10 @@ def osc_model(path: Path, **kwargs: int) -> Path:
 
 def fault_model(path: Path, **kwargs: int) -> Path:
     return save(FaultModel(**kwargs), path)
+
+
+def slow_model(path: Path, **kwargs: int) -> Path:
+    return save(SlowModel(**kwargs), path)
 
 
 def wrong_interface_model(path: Path) -> Path:

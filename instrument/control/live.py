@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import math
 import multiprocessing as mp
+import random
 import signal
 import sys
 import threading
@@ -50,6 +51,7 @@ from instrument.engine.worker import (  # noqa: F401  (re-exported: the CLI and 
 from instrument.errors import EngineError, PatchError
 from instrument.link.events import Event, EventQueue
 from instrument.link.messages import (
+    PROBE_PERIOD_S,
     EngineSnapshot,
     Failed,
     Outbound,
@@ -201,6 +203,18 @@ class LiveEngine:
             target=self._receive, name="sillage-state-in", daemon=True
         )
         self._receiver.start()
+        threading.Thread(target=self._probe_loop, name="sillage-probe", daemon=True).start()
+
+    def _probe_loop(self) -> None:
+        """Control → sound is measured even while nobody plays: a no-op probe through the event
+        pipe about every PROBE_PERIOD_S (link.messages.Probe). The gaps are random so that
+        probes land anywhere in a frame, as a performer's events do (a timer in step with the
+        decode worker would measure one phase of its cycle only)."""
+        rng = random.Random(0)
+        while not self._stopping:
+            time.sleep(PROBE_PERIOD_S * rng.uniform(0.5, 1.5))
+            if self.down is None and not self._stopping:
+                self.queue.probe()
 
     def _spawn(self, spec: WorkerSpec, timeout_s: float) -> tuple[Any, Any, Any, Ready]:
         """Start a decode process and wait for its Ready; raise EngineError if it fails."""
@@ -261,6 +275,7 @@ class LiveEngine:
             patch,
             output,
             prebuffer=spec.prebuffer,
+            prebuffer_ceiling=spec.prebuffer_ceiling,
             source=QueueSource(q),
             latent_map=latent_map,
             reporter=self.reporter,
@@ -494,6 +509,10 @@ class LiveEngine:
         m.ring_fill = snap.ring_fill
         if snap.rms_db is not None and snap.peak_db is not None:
             m.rms_db, m.peak_db = snap.rms_db, snap.peak_db
+        if old is not None and snap.prebuffer_changes > old.prebuffer_changes:
+            # not an error: the live line's own news (stdout), and state for Max/Pd/the map
+            print(f"Sillage: prebuffer {snap.prebuffer_note}", flush=True)
+            self.sender.broadcast("/sillage/state/prebuffer", self._prebuffer_args(snap))
         if snap.model.path and (old is None or old.model.path != snap.model.path):
             self.artist.on_model(snap.model.path)
         if old is not None and old.model != snap.model:
@@ -535,7 +554,22 @@ class LiveEngine:
         return counts
 
     def _hello(self, dest: tuple[str, int]) -> list[tuple[str, tuple[Any, ...]]]:
-        return [("/sillage/state/model", self._snap().model.state_args())]
+        snap = self._snap()
+        return [
+            ("/sillage/state/model", snap.model.state_args()),
+            ("/sillage/state/prebuffer", self._prebuffer_args(snap)),
+        ]
+
+    @staticmethod
+    def _prebuffer_args(snap: EngineSnapshot) -> tuple[int, float, int, str]:
+        """/sillage/state/prebuffer: frames, ms, adaptive (1/0), why (the last change)."""
+        ms = 1e3 * snap.prebuffer / snap.samplerate if snap.samplerate else -1.0
+        return (
+            int(snap.prebuffer),
+            round(ms, 2),
+            int(bool(snap.prebuffer_note)),
+            snap.prebuffer_note,
+        )
 
     def _snapshot(self) -> list[tuple[str, tuple[Any, ...]]]:
         if self.down is not None:
@@ -589,10 +623,11 @@ class LiveEngine:
                 self._input_rms_db = level[0]
             overruns = f"  input {self._input_rms_db:.0f} dB, overruns {snap.input_overruns}"
         backend = snap.model.backend if snap else "?"
+        auto = " auto" if snap is not None and snap.prebuffer_note else ""
         line = (
             f"underruns {m.underruns} (device {m.device_underflows}){overruns}  "
             f"decode ({backend}) p50 {p50:.2f} ms "
-            f"p99 {p99:.2f} ms  ring {m.ring_fill}/{prebuffer}  latency {lat}  "
+            f"p99 {p99:.2f} ms  ring {m.ring_fill}/{prebuffer}{auto}  latency {lat}  "
             f"level {m.rms_db:.0f} dB  rejected {sum(self.rejected().values())}"
         )
         return line + self.fault_text()

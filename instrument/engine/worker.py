@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from instrument.engine.loading import load_start, load_swap
+from instrument.engine.prebuffer import AdaptivePrebuffer, Change
 from instrument.engine.priority import raise_decode_thread
 from instrument.engine.runtime import ModelError, ModelRuntime
 from instrument.errors import PatchError
@@ -45,6 +46,7 @@ from instrument.patch import Patch
 from instrument.paths import RECORD_DIR
 
 STATE_PERIOD_S = 1 / 30
+START_SLACK_S = 0.05  # ring filled beyond the prebuffer before the stream starts (prefill)
 LOAD_QUEUE = 4  # /sillage/model and /sillage/patch loads waiting their turn, at most
 
 
@@ -144,6 +146,8 @@ class WorkerSpec:
     patch: str
     output: OutputSpec
     prebuffer: int
+    # --prebuffer auto: the prebuffer grows after underruns up to this many frames (0: fixed)
+    prebuffer_ceiling: int = 0
     threads: int = 1  # 0: auto (from the decode time measured at load)
     backend: str = "auto"  # auto | torch | onnx (instrument.engine.backends)
     rt_priority: str = "auto"  # auto | off | N (instrument.engine.priority)
@@ -188,6 +192,7 @@ class DecodeWorker:
         *,
         prebuffer: int,
         source: Any,
+        prebuffer_ceiling: int = 0,
         latent_map: Any = None,
         reporter: Reporter | None = None,
         send_out: Callable[[Any], None] | None = None,
@@ -199,6 +204,10 @@ class DecodeWorker:
 
         self.output = output
         self.requested_prebuffer = prebuffer
+        self.prebuffer_ceiling = prebuffer_ceiling
+        self.adaptive: AdaptivePrebuffer | None = None
+        self.prebuffer_note = ""  # the last change of an adaptive prebuffer, and why
+        self.prebuffer_changes = 0
         capture = getattr(output, "input", None)
         # the listener's encoder is a fresh copy of the model, made here, before the first frame
         self.listener = Listener(make_encoder(runtime), capture) if capture is not None else None
@@ -242,6 +251,7 @@ class DecodeWorker:
         if self.recorder is not None:
             self.loop.on_applied = self._applied
         self.stop_flag = threading.Event()
+        self._take_probe: Callable[[], float] | None = getattr(source, "take_probe", None)
         self._fitted_for: Any = None
         self._fit_prebuffer()
         self._level_sq = 0.0
@@ -276,10 +286,17 @@ class DecodeWorker:
     def _fit_prebuffer(self) -> None:
         """A model frame larger than the prebuffer underruns by construction (the ring runs
         dry while the next frame decodes): raise the ring target to two frames, say so and
-        name the option. Called at start and after each model swap (decode worker)."""
+        name the option. Called at start and after each model swap (decode worker).
+
+        With ``--prebuffer auto`` the floor is the mode's start or one model frame, whichever
+        is larger (a frame as large as the prebuffer does not underrun by construction, see
+        below), and underruns grow it (:mod:`instrument.engine.prebuffer`)."""
         info = self.loop.info
         self._fitted_for = info
         frame_out = -(-info.ratio * self.output.samplerate // info.samplerate)
+        if self.prebuffer_ceiling:
+            self._fit_adaptive(frame_out)
+            return
         # a frame as large as the prebuffer does not underrun by construction: the ring then
         # swings between one and two frames, and a fast backend with a real-time worker refills
         # it well within one block (measured: 0 underruns at --prebuffer 256 with ratio 256)
@@ -303,6 +320,35 @@ class DecodeWorker:
             )
         self.prebuffer = new
 
+    def _fit_adaptive(self, frame_out: int) -> None:
+        floor = max(self.requested_prebuffer, frame_out)
+        # writing needs room for two frames above the target (see run())
+        room = self.output.capacity - 2 * frame_out
+        ceiling = max(floor, min(max(self.prebuffer_ceiling, 2 * frame_out), room))
+        block = max(1, self.output.blocksize)
+        if self.adaptive is None:
+            self.adaptive = AdaptivePrebuffer(floor, ceiling, block)
+            self._note_change(None, f"auto, {self.adaptive.floor} to {self.adaptive.ceiling}")
+        else:
+            self._note_change(self.adaptive.refit(floor, ceiling, time.perf_counter()))
+        self.prebuffer = self.adaptive.value
+
+    def _note_change(self, change: Change | None, start: str = "") -> None:
+        """An adaptive prebuffer's change, for the live line and /sillage/state/prebuffer."""
+        sr = self.output.samplerate
+        if start:
+            assert self.adaptive is not None
+            v = self.adaptive.value
+            self.prebuffer_note = f"{v} frames ({1e3 * v / sr:.1f} ms), {start}"
+            return
+        if change is None:
+            return
+        self.prebuffer = change.new
+        self.prebuffer_changes += 1
+        self.prebuffer_note = (
+            f"{change.old} → {change.new} frames ({1e3 * change.new / sr:.1f} ms): {change.reason}"
+        )
+
     def resume(self, resume: Resume) -> None:
         """Carry on where a dead decode process was (before prefill)."""
         st = self.loop.state
@@ -315,11 +361,21 @@ class DecodeWorker:
             self._record(True)
 
     def prefill(self) -> None:
+        """Fill the ring before the stream starts: the prebuffer plus ``START_SLACK_S``, which
+        covers the start-up work between the stream's start and the worker's first turn
+        (raising its priority, the first snapshot). Without it a 256-frame prebuffer ran dry
+        there on every start; the slack drains within its own length."""
         import torch
 
+        want = self.prebuffer + int(START_SLACK_S * self.output.samplerate)
+        want = min(want, self.output.capacity - 2 * self._frame_out())
         with torch.no_grad():
-            while self.output.fill() < self.prebuffer:
+            while self.output.fill() < max(want, self.prebuffer):
                 self._write(self.loop.step())
+
+    def _frame_out(self) -> int:
+        info = self.loop.info
+        return -(-info.ratio * self.output.samplerate // info.samplerate)
 
     def run(self, tick: Callable[[], None] | None = None) -> None:
         """The decode worker's loop. ``tick`` is called about every state period."""
@@ -328,15 +384,31 @@ class DecodeWorker:
         sr = out.samplerate
         metrics = self.metrics
         next_tick = time.perf_counter()
+        adaptive = self.adaptive
+        if adaptive is not None:
+            adaptive.start(next_tick)
+        seen_underruns = out.underruns
+        settling = True
         while not self.stop_flag.is_set():
             if self.loop.info is not self._fitted_for:
                 self._fit_prebuffer()  # a model swap: its frame may be bigger
             target = self.prebuffer
             out.poll(target)
+            if adaptive is not None:
+                if out.underruns != seen_underruns:
+                    seen_underruns = out.underruns
+                    self._note_change(adaptive.underrun(time.perf_counter()))
+                else:
+                    self._note_change(adaptive.tick(time.perf_counter()))
             metrics.underruns = out.underruns
             metrics.device_underflows = out.device_underflows
             fill = out.fill()
             metrics.ring_fill = fill
+            if settling and fill < target:
+                # the start-up slack (prefill) has drained: what was measured until now
+                # was the start, not the instrument's latency
+                settling = False
+                metrics.latency_s.clear()
             frame_guess = self.loop.info.ratio * sr // self.loop.info.samplerate
             if fill < target and out.space() >= 2 * frame_guess:
                 frame = self.loop.step()
@@ -356,10 +428,15 @@ class DecodeWorker:
     def _write(self, frame: np.ndarray) -> None:
         out = self.output
         fill_before = out.fill()
+        if self.adaptive is not None:
+            self.adaptive.observe(fill_before)
         out.write(frame)
         if self.recorder is not None and self.recorder.recording:
             self.recorder.frame(frame)
         arrival = self.loop.last_arrival
+        probe = self._take_probe() if self._take_probe is not None else math.nan
+        if math.isnan(arrival):
+            arrival = probe  # nobody played in this frame: the latency probe's time, if any
         if not math.isnan(arrival):
             # DAC time of this frame's first sample: now + what is queued before it + device
             dac = time.perf_counter() + max(fill_before, 0) / out.samplerate + out.device_latency_s
@@ -506,6 +583,8 @@ class DecodeWorker:
             fallbacks=m.fallbacks,
             over_budget=m.over_budget,
             prebuffer=self.prebuffer,
+            prebuffer_note=self.prebuffer_note,
+            prebuffer_changes=self.prebuffer_changes,
             model_path=i.path,
             recording=self.recorder is not None and self.recorder.recording,
             target=tuple(float(v) for v in self.loop.state.target),
@@ -581,6 +660,7 @@ def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> 
             patch,
             output,
             prebuffer=spec.prebuffer,
+            prebuffer_ceiling=spec.prebuffer_ceiling,
             source=source,
             latent_map=latent_map,
             reporter=reporter,

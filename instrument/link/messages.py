@@ -76,6 +76,8 @@ class EngineSnapshot:
     fallbacks: int = 0
     over_budget: int = 0  # frames whose decode took longer than the frame lasts
     prebuffer: int = 0  # the ring target in use (raised for models whose frame is bigger)
+    prebuffer_note: str = ""  # --prebuffer auto: its range, then its last change and why
+    prebuffer_changes: int = 0  # --prebuffer auto: changes since start
     # what a restarted decode process needs to carry on where this one was
     model_path: str | None = None
     recording: bool = False
@@ -84,6 +86,19 @@ class EngineSnapshot:
     input_note: str = ""  # listening to what, or why not ("" without --input)
     input_overruns: int = 0  # input samples lost: capture ring full, or a backlog dropped
     input_level_db: tuple[float, float] | None = None  # RMS, peak of the input (listening)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Control → decode: a no-op that measures control → sound while nobody plays.
+
+    Sent every ``PROBE_PERIOD_S`` through the same pipe as events; the decode worker times it
+    like an event (its frame's first sample at the DAC minus ``sent``) and applies nothing."""
+
+    sent: float  # time.perf_counter() in the control process (one clock for both processes)
+
+
+PROBE_PERIOD_S = 0.1
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,14 @@ Decode → control, state: :class:`EngineEnd` sends the typed messages of
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from instrument.link.events import Event, EventQueue
-from instrument.link.messages import FromEngine, Stop
+from instrument.link.messages import FromEngine, Probe, Stop
 
 _PIPE_ERRORS = (OSError, EOFError, BrokenPipeError)
 
@@ -46,6 +48,11 @@ class EventSender:
         with self._lock, contextlib.suppress(*_PIPE_ERRORS):
             self.conn.send(Stop())
 
+    def probe(self) -> None:
+        """A latency probe (:class:`~instrument.link.messages.Probe`): changes nothing."""
+        with self._lock, contextlib.suppress(*_PIPE_ERRORS):
+            self.conn.send(Probe(time.perf_counter()))
+
     def rebind(self, conn: Any) -> None:
         """Send to a new decode process from now on (after a restart); the OSC inputs keep
         this sender."""
@@ -59,6 +66,7 @@ class PipeSource:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.stop_requested = False
+        self._probe = math.nan
 
     def drain(self, until: float) -> list[Event]:
         """Every event waiting in the pipe, stamped ``until``. Runs on the decode worker."""
@@ -73,8 +81,17 @@ class PipeSource:
             if isinstance(msg, Stop):
                 self.stop_requested = True
                 break
+            if isinstance(msg, Probe):
+                if math.isnan(self._probe):
+                    self._probe = msg.sent
+                continue
             out.append(msg)
         return stamp(out, until)
+
+    def take_probe(self) -> float:
+        """When the earliest probe drained since the last call was sent (NaN: none)."""
+        sent, self._probe = self._probe, math.nan
+        return sent
 
 
 class QueueSender:
@@ -88,6 +105,9 @@ class QueueSender:
         if self.on_put is not None:
             self.on_put(event)
         self.q.put(event)
+
+    def probe(self) -> None:
+        """In-process mode measures only real events."""
 
 
 class QueueSource:

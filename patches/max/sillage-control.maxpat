@@ -5038,10 +5038,11 @@
       {
         "box": {
           "maxclass": "newobj",
-          "text": "route /sillage/state/latent /sillage/state/xy /sillage/state/level /sillage/state/input /sillage/state/underruns /sillage/state/latency_ms /sillage/state/decode_ms /sillage/state/model /sillage/state/label /sillage/state/label/delete /sillage/state/region /sillage/state/region/delete /sillage/state/tag /sillage/state/train /sillage/state/dataset /sillage/state/history /sillage/state/versions /sillage/state/error",
+          "text": "route /sillage/state/latent /sillage/state/xy /sillage/state/level /sillage/state/input /sillage/state/underruns /sillage/state/latency_ms /sillage/state/prebuffer /sillage/state/decode_ms /sillage/state/model /sillage/state/label /sillage/state/label/delete /sillage/state/region /sillage/state/region/delete /sillage/state/tag /sillage/state/train /sillage/state/dataset /sillage/state/history /sillage/state/versions /sillage/state/error",
           "numinlets": 2,
-          "numoutlets": 19,
+          "numoutlets": 20,
           "outlettype": [
+            "",
             "",
             "",
             "",
@@ -5066,9 +5067,9 @@
             2795,
             166,
             320,
-            120.0
+            134.0
           ],
-          "linecount": 8,
+          "linecount": 9,
           "id": "obj-264"
         }
       },
@@ -5080,7 +5081,7 @@
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            294.0,
+            308.0,
             320,
             34.0
           ],
@@ -5096,7 +5097,7 @@
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            328.0,
+            342.0,
             320,
             34.0
           ],
@@ -5116,7 +5117,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2795,
-            366.0,
+            380.0,
             192.0,
             80.0
           ],
@@ -5139,7 +5140,7 @@
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            474.0,
+            488.0,
             320,
             34.0
           ],
@@ -5159,7 +5160,7 @@
           ],
           "patching_rect": [
             2795,
-            512.0,
+            526.0,
             84.0,
             22.0
           ],
@@ -5178,7 +5179,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2795,
-            548.0,
+            562.0,
             48.0,
             22.0
           ],
@@ -5198,7 +5199,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2847,
-            548.0,
+            562.0,
             48.0,
             22.0
           ],
@@ -5214,7 +5215,7 @@
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            586.0,
+            600.0,
             320,
             34.0
           ],
@@ -5234,7 +5235,7 @@
           ],
           "patching_rect": [
             2795,
-            624.0,
+            638.0,
             84.0,
             22.0
           ],
@@ -5253,7 +5254,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2795,
-            660.0,
+            674.0,
             48.0,
             22.0
           ],
@@ -5273,7 +5274,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2847,
-            660.0,
+            674.0,
             48.0,
             22.0
           ],
@@ -5293,7 +5294,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2795,
-            690.0,
+            704.0,
             40.0,
             70.0
           ],
@@ -5315,7 +5316,7 @@
           "numoutlets": 0,
           "patching_rect": [
             2845,
-            710.0,
+            724.0,
             150,
             20.0
           ],
@@ -5330,7 +5331,7 @@
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            778.0,
+            792.0,
             320,
             62.0
           ],
@@ -5351,7 +5352,7 @@
           ],
           "patching_rect": [
             2795,
-            844.0,
+            858.0,
             98.0,
             22.0
           ],
@@ -5370,7 +5371,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2795,
-            880.0,
+            894.0,
             48.0,
             22.0
           ],
@@ -5390,7 +5391,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2847,
-            880.0,
+            894.0,
             48.0,
             22.0
           ],
@@ -5410,7 +5411,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2899,
-            880.0,
+            894.0,
             48.0,
             22.0
           ],
@@ -5426,7 +5427,7 @@
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            918.0,
+            932.0,
             320,
             34.0
           ],
@@ -5446,7 +5447,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2795,
-            956.0,
+            970.0,
             60.0,
             22.0
           ],
@@ -5462,7 +5463,7 @@
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            1000.0,
+            1014.0,
             320,
             62.0
           ],
@@ -5486,7 +5487,7 @@
           ],
           "patching_rect": [
             2795,
-            1066.0,
+            1080.0,
             140.0,
             22.0
           ],
@@ -5505,7 +5506,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2795,
-            1102.0,
+            1116.0,
             48.0,
             22.0
           ],
@@ -5525,7 +5526,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2847,
-            1102.0,
+            1116.0,
             48.0,
             22.0
           ],
@@ -5545,7 +5546,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2899,
-            1102.0,
+            1116.0,
             48.0,
             22.0
           ],
@@ -5565,7 +5566,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             2951,
-            1102.0,
+            1116.0,
             48.0,
             22.0
           ],
@@ -5585,7 +5586,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             3003,
-            1102.0,
+            1116.0,
             48.0,
             22.0
           ],
@@ -5605,7 +5606,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             3055,
-            1102.0,
+            1116.0,
             48.0,
             22.0
           ],
@@ -5616,17 +5617,69 @@
       {
         "box": {
           "maxclass": "comment",
+          "text": "state/prebuffer ifis: The prebuffer in use: frames, ms, 1 when adaptive (--prebuffer auto), and its last change and why (sent on subscribe and on every change).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2795,
+            1154.0,
+            320,
+            62.0
+          ],
+          "linecount": 4,
+          "id": "obj-293"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            1220.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-294"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            1256.0,
+            310,
+            22.0
+          ],
+          "id": "obj-295"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "comment",
           "text": "state/decode_ms ff: Decode time per frame, p50 and p99 (ms).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            1140.0,
+            1294.0,
             320,
             34.0
           ],
           "linecount": 2,
-          "id": "obj-293"
+          "id": "obj-296"
         }
       },
       {
@@ -5641,11 +5694,11 @@
           ],
           "patching_rect": [
             2795,
-            1178.0,
+            1332.0,
             84.0,
             22.0
           ],
-          "id": "obj-294"
+          "id": "obj-297"
         }
       },
       {
@@ -5660,12 +5713,12 @@
           "parameter_enable": 0,
           "patching_rect": [
             2795,
-            1214.0,
+            1368.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-295"
+          "id": "obj-298"
         }
       },
       {
@@ -5680,12 +5733,12 @@
           "parameter_enable": 0,
           "patching_rect": [
             2847,
-            1214.0,
+            1368.0,
             48.0,
             22.0
           ],
           "ignoreclick": 1,
-          "id": "obj-296"
+          "id": "obj-299"
         }
       },
       {
@@ -5696,63 +5749,11 @@
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            1252.0,
+            1406.0,
             320,
             48.0
           ],
           "linecount": 3,
-          "id": "obj-297"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "newobj",
-          "text": "prepend set",
-          "numinlets": 1,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            2795,
-            1304.0,
-            91.0,
-            22.0
-          ],
-          "id": "obj-298"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "message",
-          "text": "",
-          "numinlets": 2,
-          "numoutlets": 1,
-          "outlettype": [
-            ""
-          ],
-          "patching_rect": [
-            2795,
-            1340.0,
-            310,
-            22.0
-          ],
-          "id": "obj-299"
-        }
-      },
-      {
-        "box": {
-          "maxclass": "comment",
-          "text": "state/label sff: A label was created or moved (name, x, y).",
-          "numinlets": 1,
-          "numoutlets": 0,
-          "patching_rect": [
-            2795,
-            1378.0,
-            320,
-            34.0
-          ],
-          "linecount": 2,
           "id": "obj-300"
         }
       },
@@ -5767,7 +5768,7 @@
           ],
           "patching_rect": [
             2795,
-            1416.0,
+            1458.0,
             91.0,
             22.0
           ],
@@ -5785,7 +5786,7 @@
           ],
           "patching_rect": [
             2795,
-            1452.0,
+            1494.0,
             310,
             22.0
           ],
@@ -5795,15 +5796,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/label/delete s: A label was deleted.",
+          "text": "state/label sff: A label was created or moved (name, x, y).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            1490.0,
+            1532.0,
             320,
-            20.0
+            34.0
           ],
+          "linecount": 2,
           "id": "obj-303"
         }
       },
@@ -5818,7 +5820,7 @@
           ],
           "patching_rect": [
             2795,
-            1514.0,
+            1570.0,
             91.0,
             22.0
           ],
@@ -5836,7 +5838,7 @@
           ],
           "patching_rect": [
             2795,
-            1550.0,
+            1606.0,
             310,
             22.0
           ],
@@ -5846,16 +5848,15 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/region sffff: A region was created or moved (name, x0, y0, x1, y1).",
+          "text": "state/label/delete s: A label was deleted.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            1588.0,
+            1644.0,
             320,
-            34.0
+            20.0
           ],
-          "linecount": 2,
           "id": "obj-306"
         }
       },
@@ -5870,7 +5871,7 @@
           ],
           "patching_rect": [
             2795,
-            1626.0,
+            1668.0,
             91.0,
             22.0
           ],
@@ -5888,7 +5889,7 @@
           ],
           "patching_rect": [
             2795,
-            1662.0,
+            1704.0,
             310,
             22.0
           ],
@@ -5898,15 +5899,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/region/delete s: A region was deleted.",
+          "text": "state/region sffff: A region was created or moved (name, x0, y0, x1, y1).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            1700.0,
+            1742.0,
             320,
-            20.0
+            34.0
           ],
+          "linecount": 2,
           "id": "obj-309"
         }
       },
@@ -5921,7 +5923,7 @@
           ],
           "patching_rect": [
             2795,
-            1724.0,
+            1780.0,
             91.0,
             22.0
           ],
@@ -5939,7 +5941,7 @@
           ],
           "patching_rect": [
             2795,
-            1760.0,
+            1816.0,
             310,
             22.0
           ],
@@ -5949,16 +5951,15 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/tag sff: A moment was tagged (/sillage/tag): the word and where the played latent was on the map (x, y), when a map is loaded.",
+          "text": "state/region/delete s: A region was deleted.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            1798.0,
+            1854.0,
             320,
-            48.0
+            20.0
           ],
-          "linecount": 3,
           "id": "obj-312"
         }
       },
@@ -5973,7 +5974,7 @@
           ],
           "patching_rect": [
             2795,
-            1850.0,
+            1878.0,
             91.0,
             22.0
           ],
@@ -5991,7 +5992,7 @@
           ],
           "patching_rect": [
             2795,
-            1886.0,
+            1914.0,
             310,
             22.0
           ],
@@ -6001,16 +6002,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/train siffs: A training job's progress: phase (train, export, map, done, error, warning), step, loss (-1 unknown), minutes left, and the model file or the message.",
+          "text": "state/tag sff: A moment was tagged (/sillage/tag): the word and where the played latent was on the map (x, y), when a map is loaded.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            1924.0,
+            1952.0,
             320,
-            62.0
+            48.0
           ],
-          "linecount": 4,
+          "linecount": 3,
           "id": "obj-315"
         }
       },
@@ -6025,7 +6026,7 @@
           ],
           "patching_rect": [
             2795,
-            1990.0,
+            2004.0,
             91.0,
             22.0
           ],
@@ -6043,7 +6044,7 @@
           ],
           "patching_rect": [
             2795,
-            2026.0,
+            2040.0,
             310,
             22.0
           ],
@@ -6053,16 +6054,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/dataset sss: A dataset was written: name, folder, its summary.",
+          "text": "state/train siffs: A training job's progress: phase (train, export, map, done, error, warning), step, loss (-1 unknown), minutes left, and the model file or the message.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            2064.0,
+            2078.0,
             320,
-            34.0
+            62.0
           ],
-          "linecount": 2,
+          "linecount": 4,
           "id": "obj-318"
         }
       },
@@ -6077,7 +6078,7 @@
           ],
           "patching_rect": [
             2795,
-            2102.0,
+            2144.0,
             91.0,
             22.0
           ],
@@ -6095,7 +6096,7 @@
           ],
           "patching_rect": [
             2795,
-            2138.0,
+            2180.0,
             310,
             22.0
           ],
@@ -6105,12 +6106,12 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/history s*: The models played this session, oldest first (the last one is playing).",
+          "text": "state/dataset sss: A dataset was written: name, folder, its summary.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            2176.0,
+            2218.0,
             320,
             34.0
           ],
@@ -6129,7 +6130,7 @@
           ],
           "patching_rect": [
             2795,
-            2214.0,
+            2256.0,
             91.0,
             22.0
           ],
@@ -6147,7 +6148,7 @@
           ],
           "patching_rect": [
             2795,
-            2250.0,
+            2292.0,
             310,
             22.0
           ],
@@ -6157,12 +6158,12 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/versions s*: Every fine-tuned version in models/user, by name then version.",
+          "text": "state/history s*: The models played this session, oldest first (the last one is playing).",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            2288.0,
+            2330.0,
             320,
             34.0
           ],
@@ -6181,7 +6182,7 @@
           ],
           "patching_rect": [
             2795,
-            2326.0,
+            2368.0,
             91.0,
             22.0
           ],
@@ -6199,7 +6200,7 @@
           ],
           "patching_rect": [
             2795,
-            2362.0,
+            2404.0,
             310,
             22.0
           ],
@@ -6209,16 +6210,16 @@
       {
         "box": {
           "maxclass": "comment",
-          "text": "state/error s: The last rejected input, with what was expected, or an engine fault (a bad frame from the model, a fallback, a dead decode process, a prebuffer raised for a big model) with what was done and the fix (rate-limited per kind).",
+          "text": "state/versions s*: Every fine-tuned version in models/user, by name then version.",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
             2795,
-            2400.0,
+            2442.0,
             320,
-            76.0
+            34.0
           ],
-          "linecount": 5,
+          "linecount": 2,
           "id": "obj-327"
         }
       },
@@ -6260,6 +6261,58 @@
       },
       {
         "box": {
+          "maxclass": "comment",
+          "text": "state/error s: The last rejected input, with what was expected, or an engine fault (a bad frame from the model, a fallback, a dead decode process, a prebuffer raised for a big model) with what was done and the fix (rate-limited per kind).",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            2795,
+            2554.0,
+            320,
+            76.0
+          ],
+          "linecount": 5,
+          "id": "obj-330"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "newobj",
+          "text": "prepend set",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            2634.0,
+            91.0,
+            22.0
+          ],
+          "id": "obj-331"
+        }
+      },
+      {
+        "box": {
+          "maxclass": "message",
+          "text": "",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            2795,
+            2670.0,
+            310,
+            22.0
+          ],
+          "id": "obj-332"
+        }
+      },
+      {
+        "box": {
           "maxclass": "newobj",
           "text": "print sillage-unrouted",
           "numinlets": 1,
@@ -6267,11 +6320,11 @@
           "outlettype": [],
           "patching_rect": [
             2795,
-            2554.0,
+            2708.0,
             168.0,
             22.0
           ],
-          "id": "obj-330"
+          "id": "obj-333"
         }
       }
     ],
@@ -9771,30 +9824,6 @@
       {
         "patchline": {
           "source": [
-            "obj-294",
-            0
-          ],
-          "destination": [
-            "obj-295",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-294",
-            1
-          ],
-          "destination": [
-            "obj-296",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
             "obj-264",
             6
           ],
@@ -9807,8 +9836,20 @@
       {
         "patchline": {
           "source": [
-            "obj-264",
-            7
+            "obj-294",
+            0
+          ],
+          "destination": [
+            "obj-295",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-297",
+            0
           ],
           "destination": [
             "obj-298",
@@ -9819,11 +9860,23 @@
       {
         "patchline": {
           "source": [
-            "obj-298",
-            0
+            "obj-297",
+            1
           ],
           "destination": [
             "obj-299",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            7
+          ],
+          "destination": [
+            "obj-297",
             0
           ]
         }
@@ -10075,7 +10128,31 @@
             18
           ],
           "destination": [
-            "obj-330",
+            "obj-331",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-331",
+            0
+          ],
+          "destination": [
+            "obj-332",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-264",
+            19
+          ],
+          "destination": [
+            "obj-333",
             0
           ]
         }
