@@ -45,3 +45,26 @@ def test_tags_progress_and_region_dataset(app: Any, engine: FakeEngine, map_path
     finally:
         window.close()
         link.close()
+
+
+def test_the_status_bar_shows_the_prebuffer_and_why_it_changed(
+    app: Any,  # noqa: F811
+    engine: FakeEngine,  # noqa: F811
+    map_path: Path,  # noqa: F811
+) -> None:
+    from ui.window import MainWindow
+
+    link = EngineLink(("127.0.0.1", engine.port), listen_port=0, listen_host="127.0.0.1")
+    window = MainWindow(LatentMap.load(map_path), map_path, link)
+    window.show()
+    link.start()
+    try:
+        (port,) = engine.expect("/sillage/subscribe")
+        engine.client = SimpleUDPClient("127.0.0.1", port)
+        note = "256 → 512 frames (10.7 ms): after an underrun"
+        engine.send("/sillage/state/prebuffer", 512, 10.67, 1, note)
+        wait_until(lambda: window.status.prebuffer.text() == "prebuffer: 512 (10.7 ms) auto")
+        assert window.status.prebuffer.toolTip() == note
+    finally:
+        window.close()
+        link.close()

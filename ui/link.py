@@ -45,6 +45,7 @@ _LATEST = {
     "level": f"{PREFIX}/state/level",
     "underruns": f"{PREFIX}/state/underruns",
     "latency_ms": f"{PREFIX}/state/latency_ms",
+    "prebuffer": f"{PREFIX}/state/prebuffer",
     "decode_ms": f"{PREFIX}/state/decode_ms",
     "model": f"{PREFIX}/state/model",
     "error": f"{PREFIX}/state/error",
@@ -206,7 +207,7 @@ class EngineLink:
             value = np.asarray(args, dtype=np.float32)
         elif key in ("underruns",):
             value = int(args[0]) if args else 0
-        elif key in ("model", "error"):
+        elif key in ("model", "error", "prebuffer"):
             value = tuple(args)
         else:
             value = tuple(float(a) for a in args)

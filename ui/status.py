@@ -53,6 +53,7 @@ class StatusBar(QtWidgets.QStatusBar):
         self.latency = QtWidgets.QLabel("latency: -")
         self.decode = QtWidgets.QLabel("decode: -")
         self.underruns = QtWidgets.QLabel("underruns: -")
+        self.prebuffer = QtWidgets.QLabel("prebuffer: -")  # its last change in the tooltip
         self.warning = QtWidgets.QLabel("")
         self.warning.setStyleSheet("color: #ff9050")
         self.error = QtWidgets.QLabel("")  # the engine's last rejected input, for 5 s
@@ -61,7 +62,14 @@ class StatusBar(QtWidgets.QStatusBar):
         self._error_timer.timeout.connect(lambda: self.error.setText(""))
         self.hover = QtWidgets.QLabel("")  # the corpus point under the pointer
         self.meter = LevelMeter()
-        for w in (self.connection, self.model, self.latency, self.decode, self.underruns):
+        for w in (
+            self.connection,
+            self.model,
+            self.latency,
+            self.prebuffer,
+            self.decode,
+            self.underruns,
+        ):
             self.addWidget(w)
         self.addWidget(self.warning)
         self.addWidget(self.error)
@@ -83,6 +91,11 @@ class StatusBar(QtWidgets.QStatusBar):
         if "decode_ms" in values:
             p50, p99 = ([*list(values["decode_ms"]), 0.0, 0.0])[:2]  # type: ignore[call-overload]
             self.decode.setText(f"decode: {p50:.1f} / {p99:.1f} ms (p50/p99)")
+        if "prebuffer" in values:
+            frames, ms, adaptive, note = ([*list(values["prebuffer"]), 0, 0.0, 0, ""])[:4]  # type: ignore[call-overload]
+            auto = " auto" if adaptive else ""
+            self.prebuffer.setText(f"prebuffer: {int(frames)} ({float(ms):.1f} ms){auto}")
+            self.prebuffer.setToolTip(str(note))
         if "underruns" in values:
             n = int(values["underruns"])  # type: ignore[call-overload]
             self.underruns.setText(f"underruns: {n}")
