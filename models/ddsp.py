@@ -131,6 +131,11 @@ class HarmonicNoiseSynth(nn.Module):
     ramp: torch.Tensor
     ir_window: torch.Tensor
     ir_basis: torch.Tensor
+    ir_basis_flipped: torch.Tensor
+    harm_col: torch.Tensor
+    harm_4d: torch.Tensor
+    phase_basis: torch.Tensor
+    crossfade: torch.Tensor
 
     def __init__(self, samplerate: int, ratio: int, n_harmonics: int, n_noise: int) -> None:
         super().__init__()
@@ -156,6 +161,21 @@ class HarmonicNoiseSynth(nn.Module):
         basis = torch.fft.irfft(torch.complex(eye, torch.zeros_like(eye)), n=self.ir_size)
         basis = torch.roll(basis, self.ir_size // 2, -1) * self.ir_window
         self.register_buffer("ir_basis", basis.contiguous(), persistent=False)
+        # Streaming-time constants, in the shapes the forward pass uses (no views per call):
+        # the basis reversed in time (the convolution's kernel), the harmonic numbers as a
+        # column, the phase polynomial's basis [1, i, i(i+1)/(2n)] (float64) and the
+        # amplitude crossfade [1 − i/n, i/n] over a frame's samples i = 1 … n.
+        self.register_buffer("ir_basis_flipped", basis.flip(-1).contiguous(), persistent=False)
+        harm = torch.arange(1, n_harmonics + 1, dtype=torch.float32)
+        self.register_buffer("harm_col", harm.view(1, -1, 1), persistent=False)
+        self.register_buffer("harm_4d", harm.view(1, 1, -1, 1), persistent=False)
+        idx = self.ramp.view(1, -1) * ratio  # 1 … n (the float64 values the phase used)
+        basis3 = torch.cat([torch.ones_like(idx), idx, idx * (idx + 1) / (2 * ratio)], 0)
+        self.register_buffer("phase_basis", basis3.contiguous(), persistent=False)
+        r = self.ramp.view(1, -1).float()
+        self.register_buffer(
+            "crossfade", torch.cat([1 - r, r], 0).view(1, 1, 2, ratio), persistent=False
+        )
         # Noise filtering: 0 FFTs (training, long sequences), 1 gather + matmul (TorchScript
         # streaming, a frame per call), 2 grouped convolution (ONNX). Same output.
         self.noise_path = 0
@@ -192,44 +212,54 @@ class HarmonicNoiseSynth(nn.Module):
             state = self.state_in
         else:
             state = torch.zeros(b, self.state_size, dtype=f0.dtype, device=f0.device)
+        # Few, fused ops: per frame this runs once per 5.3 ms on one thread, and at these sizes
+        # each op's overhead costs more than its arithmetic (issue 13, profiled).
         k = self.n_harmonics
-        phase0 = state[:, 0:1].double()
-        started = state[:, 2:3]
-        prev_f0 = started * state[:, 1:2] + (1 - started) * f0[:, :1]
-        prev_amps = started * state[:, 3 : 3 + k] + (1 - started) * amps[:, :, 0]
+        started = state[:, 2:3] > 0.5  # a fresh state ramps from this frame's own controls
+        prev_f0 = torch.where(started, state[:, 1:2], f0[:, :1])
+        prev_amps = torch.where(started, state[:, 3 : 3 + k], amps[:, :, 0])
         tail = state[:, 3 + k :]
 
         # --- phase (float64 for the running sum, wrapped per frame) -------------------------
-        f_prev = torch.cat([prev_f0, f0[:, :-1]], 1)
-        w_cur = f0.double() * (2 * math.pi / self.sr)  # (b, F) radians per sample
-        w_prev = f_prev.double() * (2 * math.pi / self.sr)
-        step = w_prev * n + (w_cur - w_prev) * ((n + 1) / 2)  # phase advance over a frame
-        ends = torch.cumsum(step, 1) + phase0
-        starts = torch.remainder(torch.cat([phase0, ends[:, :-1]], 1), 2 * math.pi)
-        idx = self.ramp * n  # (1, 1, n) = 1 … n
-        within = w_prev.unsqueeze(-1) * idx + (w_cur - w_prev).unsqueeze(-1) * (
-            idx * (idx + 1) / (2 * n)
-        )
-        phase = torch.remainder(starts.unsqueeze(-1) + within, 2 * math.pi).float()  # (b,F,n)
+        f_both = torch.cat([prev_f0, f0], 1)  # (b, F + 1): each frame's start and end f0
+        w = f_both.double() * (2 * math.pi / self.sr)  # radians per sample
+        w_prev = w[:, :-1]
+        dw = w[:, 1:] - w_prev
+        step = w_prev * n + dw * ((n + 1) / 2)  # phase advance over a frame
+        phase0 = state[:, 0:1].double()
+        if n_frames == 1:
+            ends = phase0 + step
+            starts = torch.remainder(phase0, 2 * math.pi)
+        else:
+            ends = torch.cumsum(step, 1) + phase0
+            starts = torch.remainder(torch.cat([phase0, ends[:, :-1]], 1), 2 * math.pi)
+        # phase at sample i (1 … n) of a frame: start + w_prev·i + dw·i(i+1)/(2n), one matmul
+        coef = torch.stack([starts, w_prev, dw], -1)  # (b, F, 3)
+        phase = torch.remainder(torch.matmul(coef, self.phase_basis), 2 * math.pi).float()
 
         # --- harmonics: amplitudes ramp from the previous frame's ---------------------------
         # A harmonic sounds in a frame only if it stays below Nyquist at both ends of the
         # frame (f0 moves linearly in between): no aliasing, sample by sample.
-        f_top = torch.maximum(f_prev, f0).unsqueeze(1)  # (b, 1, F)
-        audible = (self.harmonics.view(1, -1, 1) * f_top < self.sr / 2).to(amps.dtype)
-        a_prev = torch.cat([prev_amps.unsqueeze(-1), amps[:, :, :-1]], 2) * audible
-        a_cur = amps * audible  # (b, K, F)
+        f_top = torch.maximum(f_both[:, :-1], f_both[:, 1:]).unsqueeze(1)  # (b, 1, F)
+        audible = (self.harm_col * f_top < self.sr / 2).to(amps.dtype)  # (b, K, F)
+        if n_frames == 1:
+            a_prev = prev_amps.unsqueeze(-1)
+        else:
+            a_prev = torch.cat([prev_amps.unsqueeze(-1), amps[:, :, :-1]], 2)
+        # (b, F, 2, K): each frame's start and end amplitudes
+        ab = (torch.stack([a_prev, amps], 1) * audible.unsqueeze(1)).permute(0, 3, 1, 2)
         # sin(k·phase) carries no gradient in training (pitch comes from labels): the sum
         # over harmonics is one batched matmul, cheap to differentiate w.r.t. amplitudes.
         # In chunks of frames, so decoding minutes at once needs no gigabytes of sines.
-        ab = torch.stack([a_prev, a_cur - a_prev], 1).permute(0, 3, 1, 2)  # (b, F, 2, K)
-        harm = self.harmonics.view(1, 1, -1, 1)
-        chunks: list[torch.Tensor] = []
-        for s0 in range(0, n_frames, self.chunk_frames):
-            sines = torch.sin(harm * phase[:, s0 : s0 + self.chunk_frames].unsqueeze(2))
-            chunks.append(torch.matmul(ab[:, s0 : s0 + self.chunk_frames], sines))
-        parts = torch.cat(chunks, 1)  # (b, F, 2, n)
-        y = parts[:, :, 0] + parts[:, :, 1] * self.ramp.float()  # (b, F, n)
+        if n_frames <= self.chunk_frames:
+            parts = torch.matmul(ab, torch.sin(self.harm_4d * phase.unsqueeze(2)))
+        else:
+            chunks: list[torch.Tensor] = []
+            for s0 in range(0, n_frames, self.chunk_frames):
+                sines = torch.sin(self.harm_4d * phase[:, s0 : s0 + self.chunk_frames].unsqueeze(2))
+                chunks.append(torch.matmul(ab[:, s0 : s0 + self.chunk_frames], sines))
+            parts = torch.cat(chunks, 1)  # (b, F, 2, n)
+        y = (parts * self.crossfade).sum(2)  # (b, F, n): start·(1 − i/n) + end·i/n
 
         # --- filtered noise: per-frame linear-phase FIR, overlap-add ------------------------
         new_tail = tail
@@ -238,13 +268,13 @@ class HarmonicNoiseSynth(nn.Module):
             noise = torch.rand(b, n_frames, n, dtype=f0.dtype, device=f0.device) * 2 - 1
             if self.noise_path != 0:
                 size = self.ir_size
-                ir = torch.matmul(mags, self.ir_basis)  # (b, F, ir_size)
+                ir_flipped = torch.matmul(mags, self.ir_basis_flipped)  # (b, F, ir_size)
                 padded = F.pad(noise, (size - 1, size - 1))  # (b, F, n + 2·size − 2)
                 if self.noise_path == 1:  # TorchScript: gather + matmul (no slow conv path)
                     windows = padded.unfold(-1, size, 1)  # (b, F, n + size − 1, size)
-                    full = torch.matmul(windows, ir.flip(-1).unsqueeze(-1)).squeeze(-1)
+                    full = torch.matmul(windows, ir_flipped.unsqueeze(-1)).squeeze(-1)
                 else:  # ONNX: one grouped convolution (exports; unfold does not)
-                    weight = ir.flip(-1).reshape(b * n_frames, 1, size)
+                    weight = ir_flipped.reshape(b * n_frames, 1, size)
                     full = F.conv1d(
                         padded.reshape(1, b * n_frames, -1), weight, groups=b * n_frames
                     )
@@ -258,8 +288,10 @@ class HarmonicNoiseSynth(nn.Module):
                 blocks = torch.fft.irfft(spec, self.fft_size)  # (b, F, fft_size)
                 heads = blocks[..., :n]
                 tails = F.pad(blocks[..., n:], (0, 2 * n - self.fft_size))  # (b, F, n)
-            prev_tails = torch.cat([tail.unsqueeze(1), tails[:, :-1]], 1)
-            y = y + heads + prev_tails
+            if n_frames == 1:
+                y = y + heads + tail.unsqueeze(1)
+            else:
+                y = y + heads + torch.cat([tail.unsqueeze(1), tails[:, :-1]], 1)
             new_tail = tails[:, -1]
 
         if self.mode != 0:
@@ -301,9 +333,28 @@ class FrameDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(batch, latent, F) → logits (b, K, F), harmonic gain (b, 1, F), noise (b, M, F)."""
-        h = self.head(self.net(self.conv_in(z)))
+        if z.shape[-1] == 1 and self._streams(z.shape[0]):
+            h = self._one_frame(z[:, :, 0]).unsqueeze(-1)
+        else:
+            h = self.head(self.net(self.conv_in(z)))
         k = self.n_harmonics
         return h[:, :k], h[:, k : k + 1], h[:, k + 1 :]
+
+    def _streams(self, batch: int) -> bool:
+        """Whether the caches carry state (buffer or explicit) for this batch size."""
+        mode = self.conv_in.mode
+        return mode == 2 or (mode == 1 and self.conv_in.cache.shape[0] == batch)
+
+    def _one_frame(self, z: torch.Tensor) -> torch.Tensor:
+        """One streaming frame, (batch, latent) → (batch, outputs): the same convolutions and
+        caches as the layers' own forward, in a third of the ops (each conv is one
+        ``F.linear`` over the taps it reads: :meth:`~models.layers.CachedConv1d.step`)."""
+        # Literal indices: TorchScript unrolls no loop over a Sequential of mixed modules.
+        h = self.conv_in.step(z)
+        h = self.net[0].step(h)  # type: ignore[operator]
+        h = self.net[1].step(h)  # type: ignore[operator]
+        h = self.net[2].step(h)  # type: ignore[operator]
+        return self.head.step(F.leaky_relu(h, 0.2))
 
 
 class PitchNet(nn.Module):

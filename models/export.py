@@ -337,6 +337,30 @@ def export_run(
     return out, card_path
 
 
+def rescript(source: str | Path, out: str | Path) -> Path:
+    """Script an exported ``.ts`` again with this repository's code: same config, weights
+    and step count (read from the file itself), streaming kept as it was. For changes that
+    compute the same sound more cheaply (issue 13); no training run is needed. The card
+    beside ``out`` (copied from beside ``source`` when missing) gets the new ``file_bytes``.
+    """
+    import tomllib
+
+    source, out = Path(source), Path(out)
+    cfg, weights, steps = load_weights(source)
+    streaming = bool(load_scripted(source).streaming)
+    model = build_model(cfg)
+    model.load_state_dict(weights)
+    save_scripted(script_model(model, cfg, streaming=streaming, steps=steps), out)  # type: ignore[arg-type]
+    card_src = out.with_suffix(".toml")
+    if not card_src.is_file():
+        card_src = source.with_suffix(".toml")
+    if card_src.is_file():
+        card = tomllib.loads(card_src.read_text())
+        card["file_bytes"] = out.stat().st_size
+        out.with_suffix(".toml").write_text(to_toml(card))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m models.export", description="Export a run to nn~ TorchScript."
