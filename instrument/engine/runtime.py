@@ -9,6 +9,7 @@ out_ratio]``, and its sample rate in ``sr`` (RAVE), ``sampling_rate`` (older RAV
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,9 @@ def _torch() -> Any:
     import torch
 
     return torch
+
+
+_THREAD = threading.local()  # per-thread torch settings (:meth:`ModelRuntime.prepare_thread`)
 
 
 class ModelRuntime:
@@ -346,8 +350,18 @@ class ModelRuntime:
 
     @staticmethod
     def prepare_thread() -> None:
-        """Turn autograd off for the calling thread (the decode worker): no graph, no cost."""
-        _torch().set_grad_enabled(False)
+        """Put the calling thread (the decode worker) in inference mode for good: no graph, no
+        version counters, no view tracking. Set once, not entered per frame; measured on the
+        default model, a TorchScript frame takes 370 µs here against 435 µs with autograd only
+        turned off (``set_grad_enabled(False)``, the old setting)."""
+        torch = _torch()
+        torch.set_grad_enabled(False)
+        if getattr(_THREAD, "inference", None) is None:
+            # The guard restores the thread's mode when it is freed: a thread-local keeps it
+            # alive until the thread ends, and it is freed on that thread.
+            mode = torch.inference_mode()
+            mode.__enter__()
+            _THREAD.inference = mode
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """Encode audio, shape (channels, n_samples) at the model rate, to (latent_size, n_frames)."""
