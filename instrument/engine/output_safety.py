@@ -14,6 +14,8 @@ Gain changes ramp across the frame so gain moves do not click.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 
@@ -25,7 +27,29 @@ def db_to_gain(db: float) -> float:
 def finite(frame: np.ndarray) -> bool:
     """True when every sample is finite. One reduction (NaN and inf survive a sum); a sum
     that overflows float32 is a frame no speaker should get either. Decode worker."""
-    return bool(np.isfinite(frame.sum()))
+    return math.isfinite(frame.sum())  # math on the scalar: a ufunc call costs more
+
+
+def _filter_kernel() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """``(b, a, x, axis, zi) -> (y, zf)``: what :func:`scipy.signal.lfilter` calls for a filter
+    with ``len(a) > 1``, called directly. lfilter's Python checks (array-API namespace, shapes,
+    dtypes) cost as much as the filter on a 256-sample frame, and they only check what
+    :class:`DCBlocker` fixed at set-up. Same kernel, same arguments: the same samples, bit
+    for bit. Falls back to lfilter itself if scipy moves its private kernel."""
+    try:
+        from scipy.signal._sigtools import _linear_filter
+
+        return cast(Callable[..., tuple[np.ndarray, np.ndarray]], _linear_filter)
+    except ImportError:  # pragma: no cover - another scipy layout
+        from scipy.signal import lfilter
+
+        def kernel(
+            b: np.ndarray, a: np.ndarray, x: np.ndarray, axis: int, zi: np.ndarray
+        ) -> tuple[np.ndarray, np.ndarray]:
+            y, zf = lfilter(b, a, x, axis=axis, zi=zi)
+            return y, zf
+
+        return kernel
 
 
 class DCBlocker:
@@ -37,13 +61,11 @@ class DCBlocker:
     """
 
     def __init__(self, *, samplerate: int, channels: int, cutoff_hz: float = 10.0) -> None:
-        from scipy.signal import lfilter
-
         r = math.exp(-2 * math.pi * cutoff_hz / samplerate)
         self._b = np.array([1.0, -1.0], dtype=np.float64)
         self._a = np.array([1.0, -r], dtype=np.float64)
         self._zi = np.zeros((1, channels))
-        self._lfilter = lfilter
+        self._lfilter = _filter_kernel()
 
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Filter a frame (n, channels) and return a new float32 array. Decode worker.
@@ -53,8 +75,8 @@ class DCBlocker:
         """
         if self._zi.shape[1] != frame.shape[1]:
             self._zi = np.zeros((1, frame.shape[1]))
-        y, self._zi = self._lfilter(self._b, self._a, frame, axis=0, zi=self._zi)
-        if not np.isfinite(self._zi.sum()):
+        y, self._zi = self._lfilter(self._b, self._a, frame, 0, self._zi)
+        if not math.isfinite(self._zi.sum()):
             self.reset()
             return np.zeros(frame.shape, dtype=np.float32)
         return y.astype(np.float32)
@@ -90,12 +112,16 @@ class SafetyLimiter:
         self.gain = 1.0
         self.bad_frames = 0
         self.limited_frames = 0
+        self._abs = np.empty((0, 0), dtype=np.float32)  # |frame|, reused: no allocation per frame
 
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Limit one frame in place and return it. Runs on the decode worker."""
         if not frame.size:
             return frame
-        peak = float(np.abs(frame).max())  # NaN and inf propagate through max: one pass
+        scratch = self._abs
+        if scratch.shape != frame.shape or scratch.dtype != frame.dtype:
+            scratch = self._abs = np.empty_like(frame)
+        peak = float(np.abs(frame, out=scratch).max())  # NaN and inf propagate through max
         if not math.isfinite(peak):
             # last line of defence (the decode loop guards before the DC blocker): the gain
             # state is left as it was, so a bad frame never sticks in the limiter
@@ -108,6 +134,8 @@ class SafetyLimiter:
         if needed < self.gain:
             new = needed  # instant attack: the whole frame at the safe gain
             start = needed
+        elif needed == self.gain:
+            new = start = needed  # what the release below gives, without its exp()
         else:
             n = frame.shape[0]
             new = needed + (self.gain - needed) * math.exp(-n / self.samplerate / self.release_s)
