@@ -62,6 +62,8 @@ class Mailbox(Generic[T]):
 
     def take(self) -> T | None:
         """The item, or None if there is none or the lock is busy. Decode worker: never waits."""
+        if self._item is None:  # most frames; an item posted just now is taken next frame
+            return None
         if not self._lock.acquire(blocking=False):
             return None
         try:

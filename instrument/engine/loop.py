@@ -26,9 +26,10 @@ model (or the default model), and the report says so and names the fix.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
+from math import isfinite
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Protocol
 
 import numpy as np
@@ -154,6 +155,8 @@ class DecodeLoop:
         self.frame_index = 0
         self.t = 0.0  # audio time of the next frame's start, seconds at the output rate
         self._gain = 1.0
+        self._gain_db = math.nan  # the dB value _gain_lin was computed from (NaN: none yet)
+        self._gain_lin = 1.0
         self._panic: tuple[int, int] | None = None  # (frames into panic, fade-out frames)
         self._fade_in_left = 0
         self._fade_in_total = 0
@@ -206,6 +209,7 @@ class DecodeLoop:
         info = runtime.info
         self.runtime = runtime
         self.info = info
+        self._frame_s = info.frame_s  # a property of ModelInfo: read once, not per frame
         old = getattr(self, "state", None)
         self.state = ControlState(info.latent_size)
         self.trajectory = getattr(self, "trajectory", None) or Trajectory(
@@ -578,24 +582,29 @@ class DecodeLoop:
                     "nan", "the encoded input had NaN/inf; held its last good latent"
                 )
         self._played = z
-        gain_from, gain_to = self._gain, db_to_gain(st.gain_db)
-        gain_from, gain_to = self._panic_gains(gain_from, gain_to)
+        if st.gain_db != self._gain_db:  # 10 ** (dB / 20) only when the gain moved
+            self._gain_db = st.gain_db
+            self._gain_lin = db_to_gain(st.gain_db)
+        gain_from, gain_to = self._gain, self._gain_lin
+        if self._panic is not None or self._fade_in_left > 0:
+            gain_from, gain_to = self._panic_gains(gain_from, gain_to)
 
-        t0 = time.perf_counter()
+        metrics = self.metrics
+        t0 = perf_counter()
         fault = ""
         try:
             audio = self.runtime.decode_frame(z)
             if self._voice_rts:
                 audio = self._mix_voices(audio)
-            if not finite(audio):
+            if not isfinite(audio.sum()):  # output_safety.finite, inline
                 fault = "nan"
         except Exception as exc:  # one raise must not end the decode process
             audio = None
             fault = _describe_exception(exc)
-        decode_s = time.perf_counter() - t0
-        self.metrics.decode_s.add(decode_s)
-        if decode_s > self.info.frame_s:
-            self.metrics.over_budget += 1
+        decode_s = perf_counter() - t0
+        metrics.decode_s.add(decode_s)
+        if decode_s > self._frame_s:
+            metrics.over_budget += 1
 
         if fault or audio is None:
             frame = self._bad_frame(fault)
@@ -629,8 +638,8 @@ class DecodeLoop:
             frame = self._crossfade(frame, z, gain_to)
         self.outbox = self.controller.outbox()
         self.frame_index += 1
-        self.metrics.frames += 1
-        self.t += self.info.frame_s
+        metrics.frames += 1
+        self.t += self._frame_s
         return frame
 
     def _mix_voices(self, audio: np.ndarray) -> np.ndarray:

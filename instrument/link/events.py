@@ -79,6 +79,8 @@ class EventQueue:
     def drain(self, until: float = math.inf) -> list[Event]:
         """Return every queued event (live events are never in the future). Runs on the decode worker."""
         out: list[Event] = []
+        if self._q.empty():  # most frames: no exception raised and caught to learn that
+            return out
         get = self._q.get_nowait
         try:
             while True:
