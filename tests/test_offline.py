@@ -124,6 +124,17 @@ def test_trajectory_smooths_with_its_time_constant_and_clamps() -> None:
     assert tr.step(np.array([np.inf, 0.0]), 0.0)[1] == pytest.approx(8.0) and tr.rejected == 2
 
 
+def test_trajectory_time_constant_follows_a_new_frame_length() -> None:
+    """A swap to a model with frames 4x longer (same latent size): 100 ms is still 100 ms."""
+    tr = Trajectory(1, 64 / 48000)
+    tr.step(np.array([0.0]), 100.0)  # coefficients computed for 64-sample frames
+    tr.set_frame(256 / 48000)
+    n = round(0.1 / (256 / 48000))
+    for _ in range(n):
+        z = tr.step(np.array([1.0]), 100.0)
+    assert z[0] == pytest.approx(1 - np.exp(-1), abs=0.02)
+
+
 def test_panic_fades_out_and_returns_home(runtime: ModelRuntime) -> None:
     events = [Event(0.0, "/sillage/latent", (3.0, 2.0, 0.0, 0.0)), Event(0.5, "/sillage/panic", ())]
     out = render(runtime, _patch(runtime), events, seconds=1.2, seed=0)[:, 0]

@@ -215,7 +215,7 @@ class DecodeLoop:
         self.trajectory = getattr(self, "trajectory", None) or Trajectory(
             info.latent_size, info.frame_s
         )
-        self.trajectory.frame_s = info.frame_s
+        self.trajectory.set_frame(info.frame_s)
         if self.trajectory.latent_size != info.latent_size:
             self.trajectory.resize(info.latent_size)
         if old is not None:

@@ -77,6 +77,12 @@ class Trajectory:
         """Set the played latent directly (after a panic fade-out, when nothing is heard)."""
         self.z = np.clip(np.asarray(z, dtype=float), -self.limit, self.limit)
 
+    def set_frame(self, frame_s: float) -> None:
+        """A model with another frame length: the smoothing coefficients follow it."""
+        if frame_s != self.frame_s:
+            self.frame_s = frame_s
+            self._coef_cache = None
+
     def resize(self, latent_size: int) -> None:
         """A model with another latent size: keep the dimensions both share."""
         z = np.zeros(latent_size)
