@@ -82,7 +82,10 @@ def main() -> None:
             "model": str(model),
             "latency": latency(model, args.prebuffer, Path(tmp)),
             "soak_duplex": soak(
-                model, args.seconds, 500, 256, args.prebuffer, "--input", f"{JACK}:1"
+                model,
+                args.seconds,
+                *("--rate", "500", "--blocksize", "256", "--prebuffer", str(args.prebuffer)),
+                *("--input", f"{JACK}:1"),
             ),
         }
     emit("listen", result)
