@@ -300,9 +300,14 @@ def main() -> None:
         "--soak-minutes", type=float, default=0.0, help="(e) default-settings soak (0: none)"
     )
     args = ap.parse_args()
-    for name in (args.workers or "").split(","):
-        if name and name not in WORKERS:
-            ap.error(f"--workers: unknown {name!r}; one of {', '.join(WORKERS)}")
+    for option, given, known in (
+        ("--workers", args.workers or "", WORKERS),
+        ("--latency-modes", args.latency_modes, LATENCY_MODES),
+        ("--load", args.load, LOADS),
+    ):
+        for name in given.split(","):
+            if name and name not in known:
+                ap.error(f"{option}: unknown {name!r}; of {', '.join(known)}")
     with tempfile.TemporaryDirectory() as tmp:
         chosen = Path(args.model) if args.model else bench_model(Path(tmp))
         model = with_twin(chosen, Path(tmp))
