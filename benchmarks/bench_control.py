@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.common import cpu  # noqa: E402
 from instrument.link.events import Event  # noqa: E402
 from instrument.patch import PatchContext, load_patch  # noqa: E402
 from instrument.patch.chain import ChainController  # noqa: E402
@@ -242,6 +243,7 @@ def main() -> None:
     args = parser.parse_args()
     report: dict[str, Any] = {
         "machine": {
+            "cpu": cpu(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "loadavg_1m": os.getloadavg()[0],

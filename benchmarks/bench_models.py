@@ -24,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import cpu  # noqa: E402
 from models.config import ModelConfig, make_config  # noqa: E402
 from models.export import load_vae, script_model  # noqa: E402
 from models.families import set_model_streaming  # noqa: E402
@@ -115,6 +116,7 @@ def run(source: str, frames: int, threads: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpu": cpu(),  # model and kernel flags: decode speed differs 3-4x between CPUs
         "results": results,
         "speedup_onnx_vs_torchscript": round(
             results["torchscript"]["mean_us"] / results["onnxruntime"]["mean_us"], 2

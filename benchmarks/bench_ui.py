@@ -27,6 +27,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
 
+from benchmarks.common import cpu  # noqa: E402
 from mappings.latentmap import LatentMap, normalise_xy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "ui.json"
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {
         "benchmark": "ui",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpu": cpu(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "transform": bench_transform(),
         "fps": bench_fps(),
         "fps_projection": bench_fps(projection=True),
