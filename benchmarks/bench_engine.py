@@ -196,6 +196,17 @@ def summary(r: dict, goal: bool) -> dict:
     }
 
 
+def soak_goal(r: dict, minutes: float) -> str:
+    """(e): issue 13 asks 0 underruns in a 10-minute soak at the default settings."""
+    if "error" in r:
+        return "error"
+    if r["underruns"]:
+        return f"missed: {r['underruns']} underruns in {minutes:g} min"
+    if minutes < 10:
+        return f"0 underruns in {minutes:g} min (the goal asks 10: --soak-minutes 10)"
+    return f"met: 0 underruns in {minutes:g} min"
+
+
 def mode_sweep(model: Path, seconds: float, rate: float, args: argparse.Namespace) -> dict:
     """(d): every --latency mode with --prebuffer auto, each worker, each load."""
     cells: dict[str, Any] = {}
@@ -350,10 +361,7 @@ def main() -> None:
                 "prebuffer_setting": r.get("prebuffer_setting"),
                 "prebuffer_change_log": r.get("prebuffer_change_log"),
                 **summary(r, goal=False),
-                "goal": "0 underruns in 10 minutes: "
-                + ("met" if r.get("underruns") == 0 and args.soak_minutes >= 10 else "not met")
-                if "error" not in r
-                else "error",
+                "goal": soak_goal(r, args.soak_minutes),
             }
         if args.only_sweep:
             emit("engine_latency", result)
