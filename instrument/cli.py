@@ -601,6 +601,11 @@ def _play(args: argparse.Namespace, engine: Any) -> int:
         p50, p99 = engine.decode_ms()
         med, jit = engine.latency_ms()
         latency = f"{med:.1f}±{jit:.1f} ms" if math.isfinite(med) else "not measured"
+        snap = engine.snap
+        if snap is not None and snap.latency_run_count and math.isfinite(snap.latency_run_ms[0]):
+            # the whole run (every event and probe), not the live line's last 512
+            med, jit = snap.latency_run_ms
+            latency = f"{med:.1f}±{jit:.1f} ms over {snap.latency_run_count} measured"
         print(
             f"Sillage stopped: {engine.metrics.frames} frames, underruns {engine.metrics.underruns}, "
             f"decode p50 {p50:.2f} ms p99 {p99:.2f} ms, latency {latency}, "

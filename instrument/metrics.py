@@ -41,6 +41,34 @@ class Window:
         return float(np.percentile(v, q)) if v.size else float("nan")
 
 
+class Histogram:
+    """Every value since start, in fixed bins (one increment per value, no allocation): the
+    whole-run median and spread of a long soak, which a window of the last values is not."""
+
+    def __init__(self, bin_s: float = 5e-5, top_s: float = 1.0) -> None:
+        self.bin_s = bin_s
+        self.counts = np.zeros(round(top_s / bin_s) + 1, dtype=np.int64)
+        self.count = 0
+        self._sum = 0.0
+        self._sum_sq = 0.0
+
+    def add(self, value: float) -> None:
+        i = int(value / self.bin_s) if value > 0 else 0
+        self.counts[min(i, self.counts.size - 1)] += 1
+        self.count += 1
+        self._sum += value
+        self._sum_sq += value * value
+
+    def median_sd_ms(self) -> tuple[float, float]:
+        """Median (to the bin, at its centre) and standard deviation (exact), ms."""
+        if not self.count:
+            return float("nan"), float("nan")
+        half = np.searchsorted(np.cumsum(self.counts), (self.count + 1) / 2)
+        mean = self._sum / self.count
+        var = max(0.0, self._sum_sq / self.count - mean * mean)
+        return float((half + 0.5) * self.bin_s * 1e3), float(np.sqrt(var) * 1e3)
+
+
 class Metrics:
     """What the live line, the state messages and the benchmarks read."""
 
@@ -49,7 +77,8 @@ class Metrics:
         self.underruns = 0  # ring ran dry: rtmixer dropped the playback action
         self.device_underflows = 0  # PortAudio's own output underflow flags
         self.decode_s = Window()
-        self.latency_s = Window(512)
+        self.latency_s = Window(512)  # the live figure: the last 512 measurements
+        self.latency_run = Histogram()  # the whole run's (the stop line, soaks)
         self.ring_fill = 0
         self.ring_capacity = 0
         self.rms_db = -120.0

@@ -188,3 +188,22 @@ def test_control_to_sound_is_measured_while_nobody_plays(tmp_path: Path, mono_mo
     # events land anywhere in a frame, then wait behind the ring: at least a good part of the
     # 512-frame prebuffer (10.7 ms), whatever the machine
     assert median > 5.0, stopped[0]
+
+
+def test_the_whole_run_latency_histogram_matches_numpy() -> None:
+    """The stop line's and the soaks' figure: every measurement since start, in 50 µs bins."""
+    import numpy as np
+
+    from instrument.metrics import Histogram
+
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.004, 0.0093, size=20000)  # a frame's wait on top of the ring
+    h = Histogram()
+    for v in values:
+        h.add(float(v))
+    med, sd = h.median_sd_ms()
+    assert med == pytest.approx(np.median(values) * 1e3, abs=0.05)
+    assert sd == pytest.approx(np.std(values) * 1e3, rel=1e-6)
+    assert h.count == values.size
+    h.add(5.0)  # beyond the top bin: counted in the last one, not lost
+    assert h.count == values.size + 1 and h.counts[-1] == 1

@@ -175,6 +175,10 @@ class LiveEngine:
         self._open_patch_ports()
         self._open_midi()
         self.sender.start()
+        for host, port in cfg.state_to:
+            # --state-to destinations get the hello a /sillage/subscribe gets (the model was
+            # only sent to them when it changed)
+            self.sender.greet(host, port)
         return self
 
     def _open_midi(self) -> None:

@@ -95,7 +95,12 @@ class StateSender:
                 "one that subscribed longest ago (subscribe again to stay)",
             )
         self.subscribers[dest] = None
-        # the labels as they are now (bounded copies); later changes follow as relays
+        self.greet(host, port)
+
+    def greet(self, host: str, port: int) -> None:
+        """Send ``dest`` what a new subscriber gets (the model, the prebuffer, the labels and
+        regions as they are now: bounded copies; later changes follow as relays)."""
+        dest = (host, port)
         self._sends.put(("hello", dest, list(self.labels.items()), list(self.regions.items())))
 
     def _hello(self, dest: tuple[str, int], labels: list[Any], regions: list[Any]) -> None:

@@ -409,6 +409,7 @@ class DecodeWorker:
                 # was the start, not the instrument's latency
                 settling = False
                 metrics.latency_s.clear()
+                metrics.latency_run = type(metrics.latency_run)()
             frame_guess = self.loop.info.ratio * sr // self.loop.info.samplerate
             if fill < target and out.space() >= 2 * frame_guess:
                 frame = self.loop.step()
@@ -441,6 +442,7 @@ class DecodeWorker:
             # DAC time of this frame's first sample: now + what is queued before it + device
             dac = time.perf_counter() + max(fill_before, 0) / out.samplerate + out.device_latency_s
             self.metrics.latency_s.add(dac - arrival)
+            self.metrics.latency_run.add(dac - arrival)
         flat = frame.ravel()
         self._level_sq += float(np.dot(flat, flat))
         self._level_n += flat.size
@@ -592,6 +594,8 @@ class DecodeWorker:
             first_sound_at=self.first_sound_at,
             priority=self.priority,
             latency_values_ms=(m.latency_s.values() * 1e3).tolist() if final else None,
+            latency_run_ms=m.latency_run.median_sd_ms() if final else (math.nan, math.nan),
+            latency_run_count=m.latency_run.count,
             input_note=self.input_note,
             input_overruns=self._input_overruns(),
             input_level_db=self.listener.level_db() if self.listener is not None else None,

@@ -68,7 +68,10 @@ class EngineSnapshot:
     terms: dict[str, float]
     first_sound_at: float = math.nan
     priority: str = ""  # the decode worker's scheduling, e.g. "SCHED_FIFO 60 (audio 70)"
-    latency_values_ms: list[float] | None = None  # every measurement, in the final snapshot
+    latency_values_ms: list[float] | None = None  # the last 512 measurements, final snapshot
+    # the whole run's median and sd (final snapshot; NaN before) and how many were measured
+    latency_run_ms: tuple[float, float] = (math.nan, math.nan)
+    latency_run_count: int = 0
     # faults of the decode side (see instrument.engine.loop): frames replaced by silence
     bad_frames: int = 0
     decode_errors: int = 0
