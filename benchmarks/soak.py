@@ -7,7 +7,7 @@ engine's own latency probe (``instrument.link.messages.Probe``, about 10/s).
 
 Settings as ``run_instrument.py``: ``--latency``, ``--prebuffer auto|N``, ``--blocksize``,
 ``--backend``, ``--rt-priority``, ``--threads`` and ``--input`` go through the CLI's own parser
-and are resolved by its own code (``instrument.cli._block_and_prebuffer`` and ``_spec``), so the
+and are resolved by its own code (``instrument.cli.block_and_prebuffer`` and ``worker_spec``), so the
 soak plays what the CLI would play; an option not given is the CLI's default. The JACK server's
 period should equal the resolved block (:func:`settings` tells it; bench_engine.py does so).
 
@@ -79,12 +79,12 @@ def cli_namespace(model: str | None, options: argparse.Namespace) -> argparse.Na
 def settings(flags: Sequence[str]) -> tuple[int, int, int]:
     """(block, prebuffer start, ceiling; 0: fixed) that soak.py will play with ``flags``, as
     the CLI resolves them: the JACK period to start the server with is the block."""
-    from instrument.cli import _block_and_prebuffer
+    from instrument.cli import block_and_prebuffer
 
     ap = argparse.ArgumentParser(add_help=False)
     add_cli_options(ap)
     known, _ = ap.parse_known_args(list(flags))
-    return _block_and_prebuffer(cli_namespace(None, known))
+    return block_and_prebuffer(cli_namespace(None, known))
 
 
 def main() -> None:
@@ -101,12 +101,12 @@ def main() -> None:
 
     import sounddevice as sd
 
-    from instrument.cli import _block_and_prebuffer, _spec
+    from instrument.cli import block_and_prebuffer, worker_spec
     from instrument.control.live import LiveConfig, LiveEngine
 
     cli = cli_namespace(args.model, args)
-    blocksize, prebuffer, ceiling = _block_and_prebuffer(cli)
-    spec = _spec(cli, "device")
+    blocksize, prebuffer, ceiling = block_and_prebuffer(cli)
+    spec = worker_spec(cli, "device")
     # no state sent anywhere (the CLI's default is 127.0.0.1:7771), any free OSC port
     cfg = LiveConfig(samplerate=0, blocksize=blocksize, prebuffer=prebuffer, osc_port=0)
     engine = LiveEngine(spec, cfg, in_process=args.in_process)

@@ -476,8 +476,8 @@ def _config(args: argparse.Namespace) -> Any:
     try:
         return LiveConfig(
             samplerate=args.samplerate or 0,
-            blocksize=_block_and_prebuffer(args)[0],
-            prebuffer=_block_and_prebuffer(args)[1],
+            blocksize=block_and_prebuffer(args)[0],
+            prebuffer=block_and_prebuffer(args)[1],
             osc_host=args.listen,
             osc_port=args.osc_port,
             state_to=state_to,
@@ -490,7 +490,7 @@ def _config(args: argparse.Namespace) -> Any:
         raise UserError(str(exc)) from None
 
 
-def _block_and_prebuffer(args: argparse.Namespace) -> tuple[int, int, int]:
+def block_and_prebuffer(args: argparse.Namespace) -> tuple[int, int, int]:
     """The audio block, the prebuffer (the start, when adaptive) and the adaptive ceiling (0:
     fixed) from ``--latency`` and the ``--blocksize``/``--prebuffer`` that override it."""
     mode = LATENCY_MODES[args.latency]
@@ -500,14 +500,14 @@ def _block_and_prebuffer(args: argparse.Namespace) -> tuple[int, int, int]:
     return blocksize, int(args.prebuffer), 0
 
 
-def _spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> Any:
+def worker_spec(args: argparse.Namespace, kind: str, wav_out: Path | None = None) -> Any:
     from instrument.control.live import OutputSpec, WorkerSpec
     from instrument.patch import resolve
 
     model = resolve_model(args.model)
     resolve(args.patch)
     the_map = map_path(args.map, model)
-    blocksize, prebuffer, ceiling = _block_and_prebuffer(args)
+    blocksize, prebuffer, ceiling = block_and_prebuffer(args)
     if kind != "device":
         blocksize = blocksize or 256
     in_device, in_channels = args.input if args.input else (None, 0)
@@ -623,7 +623,7 @@ def _play(args: argparse.Namespace, engine: Any) -> int:
 def run_realtime(args: argparse.Namespace, out: Path) -> int:
     from instrument.control.live import LiveEngine
 
-    engine = LiveEngine(_spec(args, "clock", wav_out=out), _config(args))
+    engine = LiveEngine(worker_spec(args, "clock", wav_out=out), _config(args))
     rc = _play(args, engine)
     if out.exists():
         print(f"Sillage: wrote what was played to {out}", flush=True)
@@ -633,7 +633,7 @@ def run_realtime(args: argparse.Namespace, out: Path) -> int:
 def run_live(args: argparse.Namespace) -> int:
     from instrument.control.live import LiveEngine
 
-    engine = LiveEngine(_spec(args, "device"), _config(args))
+    engine = LiveEngine(worker_spec(args, "device"), _config(args))
     return _play(args, engine)
 
 

@@ -1,6 +1,6 @@
 """A JACK client that plays a known signal into Sillage's capture ports and records its output.
 
-Run by tests/test_listen_jack.py and benchmarks/bench_listen_latency.py, in its own process
+Run by tests/test_listen_jack.py and benchmarks/bench_listen.py, in its own process
 (a Python JACK callback needs the GIL every period). Two clients in one: jack_iodelay needs a
 loop, which Sillage is not, so this one plays and records in the same process callback and
 both signals share one frame counter.

@@ -70,14 +70,14 @@ def test_sizes_are_whole_blocks_and_refit_keeps_the_value_inside() -> None:
 
 
 def test_latency_modes_pick_block_and_prebuffer_and_n_fixes_it() -> None:
-    from instrument.cli import _block_and_prebuffer, build_parser
+    from instrument.cli import block_and_prebuffer, build_parser
 
     parse = build_parser().parse_args
     low = LATENCY_MODES["low"]
-    assert _block_and_prebuffer(parse([])) == (low.blocksize, low.prebuffer, low.ceiling)
+    assert block_and_prebuffer(parse([])) == (low.blocksize, low.prebuffer, low.ceiling)
     safe = LATENCY_MODES["safe"]
-    assert _block_and_prebuffer(parse(["--latency", "safe"])) == (512, 2048, safe.ceiling)
-    assert _block_and_prebuffer(parse(["--prebuffer", "1024", "-b", "64"])) == (64, 1024, 0)
+    assert block_and_prebuffer(parse(["--latency", "safe"])) == (512, 2048, safe.ceiling)
+    assert block_and_prebuffer(parse(["--prebuffer", "1024", "-b", "64"])) == (64, 1024, 0)
     with pytest.raises(SystemExit):
         parse(["--prebuffer", "lots"])
 
