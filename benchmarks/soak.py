@@ -214,6 +214,9 @@ def main() -> None:
                 "prebuffer_changes_before_stop": last.prebuffer_changes if last else None,
                 "device_underflows": m.device_underflows,
                 "device_stats": stats,
+                # the decode process's garbage collector (frozen after start-up)
+                "gc_full_collections": snap.gc_full if snap else None,
+                "gc_max_pause_ms": snap.gc_max_ms if snap else None,
                 "decode_ms_p50": p50,
                 "decode_ms_p99": p99,
                 # the whole run: every event and probe (the engine's histogram, final snapshot)

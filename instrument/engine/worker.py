@@ -11,6 +11,7 @@ messages (:mod:`instrument.link.messages`). ``DecodeWorker`` also runs on a thre
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import queue
 import signal
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from instrument.engine.gcwatch import GCWatch, settle
 from instrument.engine.loading import load_start, load_swap
 from instrument.engine.prebuffer import AdaptivePrebuffer, Change
 from instrument.engine.priority import raise_decode_thread
@@ -259,6 +261,7 @@ class DecodeWorker:
         self._level_peak = 0.0
         self.first_sound_at = math.nan
         self.priority = ""  # what the decode thread got (instrument.engine.priority)
+        self.gc_watch: GCWatch | None = None  # the decode process's collector, timed
 
     def _tag(self, t: float, word: str) -> None:
         if self.recorder is not None:
@@ -508,6 +511,9 @@ class DecodeWorker:
             )
             return
         self.loop.mailbox.post(swap)
+        # the new model's objects out of the collector's reach too (a freeze only: a collect
+        # here would hold the GIL the decode worker needs)
+        gc.freeze()
         name = Path(arg).stem if Path(arg).suffix in (".ts", ".toml") else arg
         print(f"sillage: loaded {kind} {name} ({arg})", flush=True)
 
@@ -599,6 +605,8 @@ class DecodeWorker:
             input_note=self.input_note,
             input_overruns=self._input_overruns(),
             input_level_db=self.listener.level_db() if self.listener is not None else None,
+            gc_full=self.gc_watch.full if self.gc_watch is not None else 0,
+            gc_max_ms=self.gc_watch.max_ms if self.gc_watch is not None else 0.0,
         )
 
     def _input_overruns(self) -> int:
@@ -674,6 +682,10 @@ def decode_process_main(spec: WorkerSpec, events_conn: Any, state_conn: Any) -> 
         if spec.resume is not None:
             worker.resume(spec.resume)
         worker.prefill()
+        # the start-up objects (torch, the model) out of the collector's reach: one full
+        # collection of them took 46 ms (instrument.engine.gcwatch)
+        settle()
+        worker.gc_watch = GCWatch().install()
         output.start()
         # after start: the audio thread (JACK's client thread, PortAudio's) exists to stay under
         worker.priority = raise_decode_thread(spec.rt_priority, nice=spec.nice)

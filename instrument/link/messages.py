@@ -89,6 +89,9 @@ class EngineSnapshot:
     input_note: str = ""  # listening to what, or why not ("" without --input)
     input_overruns: int = 0  # input samples lost: capture ring full, or a backlog dropped
     input_level_db: tuple[float, float] | None = None  # RMS, peak of the input (listening)
+    # the decode process's garbage collector since start (instrument.engine.gcwatch)
+    gc_full: int = 0  # full collections
+    gc_max_ms: float = 0.0  # the longest pause of any collection
 
 
 @dataclass(frozen=True)
