@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from instrument.control.osc_files import FileRules
+from instrument.engine.gcwatch import settle
 from instrument.engine.worker import (  # noqa: F401  (re-exported: the CLI and benchmarks use them)
     STATE_PERIOD_S,
     DecodeWorker,
@@ -179,6 +180,11 @@ class LiveEngine:
             # --state-to destinations get the hello a /sillage/subscribe gets (the model was
             # only sent to them when it changed)
             self.sender.greet(host, port)
+        if not self.in_process:
+            # this process's start-up objects out of the collector's reach too: a full
+            # collection here would hold incoming OSC (instrument.engine.gcwatch); in-process,
+            # it was done before the decode thread started
+            settle()
         return self
 
     def _open_midi(self) -> None:
@@ -288,6 +294,7 @@ class LiveEngine:
         )
         self._worker = worker
         worker.prefill()
+        settle()
         output.start()
         self._apply_snapshot(worker.snapshot())
         self._thread = threading.Thread(
