@@ -342,6 +342,9 @@ def status_line(snap: EngineSnapshot) -> str:
         f"{'stereo' if channels == 2 else 'mono'})  latency budget ≤ {total:.1f} ms = {budget}{model_delay}\n"
         f"Sillage: {decode}{priority}"
     )
+    if snap.prebuffer_note:
+        # --prebuffer auto: where it starts and how far it may grow (changes follow as lines)
+        line += f"\nSillage: prebuffer {snap.prebuffer_note}"
     if "input" in terms:
         # input → sound: the input term (device in + block + one encoder frame) replaces the
         # wait for a control event's frame boundary
