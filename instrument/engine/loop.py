@@ -160,7 +160,8 @@ class DecodeLoop:
         self._panic: tuple[int, int] | None = None  # (frames into panic, fade-out frames)
         self._fade_in_left = 0
         self._fade_in_total = 0
-        self.last_arrival = math.nan
+        self.last_arrival = math.nan  # the earliest event of the frame (NaN: none)
+        self.arrivals: list[float] = []  # every live event's arrival in the frame
         # fault isolation (see the module docstring)
         self.bad_streak = 0  # bad frames in a row
         self._reset_pending = False
@@ -530,10 +531,16 @@ class DecodeLoop:
         """
         events = self.source.drain(self.t)
         arrival = math.nan
+        arrivals = self.arrivals
+        if arrivals:
+            arrivals.clear()
         for event in events:
             self._handle(event)
-            if not math.isnan(event.arrival) and not (arrival <= event.arrival):
-                arrival = event.arrival
+            a = event.arrival
+            if a == a:  # not NaN (offline events carry none)
+                arrivals.append(a)
+                if not (arrival <= a):
+                    arrival = a
         loaded = self.mailbox.take()
         if loaded is not None:
             self.swap(loaded)

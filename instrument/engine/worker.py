@@ -437,15 +437,20 @@ class DecodeWorker:
         out.write(frame)
         if self.recorder is not None and self.recorder.recording:
             self.recorder.frame(frame)
-        arrival = self.loop.last_arrival
+        arrivals = self.loop.arrivals
         probe = self._take_probe() if self._take_probe is not None else math.nan
-        if math.isnan(arrival):
-            arrival = probe  # nobody played in this frame: the latency probe's time, if any
-        if not math.isnan(arrival):
-            # DAC time of this frame's first sample: now + what is queued before it + device
+        if arrivals or probe == probe:
+            # DAC time of this frame's first sample: now + what is queued before it + device;
+            # every event of the frame is measured (what each message waited), and a probe
+            # like an event
             dac = time.perf_counter() + max(fill_before, 0) / out.samplerate + out.device_latency_s
-            self.metrics.latency_s.add(dac - arrival)
-            self.metrics.latency_run.add(dac - arrival)
+            window, run = self.metrics.latency_s, self.metrics.latency_run
+            for arrival in arrivals:
+                window.add(dac - arrival)
+                run.add(dac - arrival)
+            if probe == probe:
+                window.add(dac - probe)
+                run.add(dac - probe)
         flat = frame.ravel()
         self._level_sq += float(np.dot(flat, flat))
         self._level_n += flat.size
