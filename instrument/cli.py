@@ -476,11 +476,12 @@ def _config(args: argparse.Namespace) -> Any:
         patches_dirs=tuple(args.patches_dir),
         allow_paths=args.allow_paths,
     )
+    blocksize, prebuffer, _ = block_and_prebuffer(args)
     try:
         return LiveConfig(
             samplerate=args.samplerate or 0,
-            blocksize=block_and_prebuffer(args)[0],
-            prebuffer=block_and_prebuffer(args)[1],
+            blocksize=blocksize,
+            prebuffer=prebuffer,
             osc_host=args.listen,
             osc_port=args.osc_port,
             state_to=state_to,

@@ -118,7 +118,11 @@ def test_a_slow_decode_grows_the_prebuffer_and_a_quiet_spell_shrinks_it(tmp_path
         assert worker.prebuffer > 128, worker.prebuffer_note
         assert "after an underrun" in worker.prebuffer_note
         changes = worker.adaptive.changes
-        time.sleep(1.0)  # the slow frames already started finish
+        # fast again once the worker plays dim 3 below the slow threshold (smoothing is off)
+        deadline = time.monotonic() + 20
+        while worker.loop.played_latent()[3] > 0.5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert worker.loop.played_latent()[3] <= 0.5
         n = len(changes)
         # fast again: after a quiet spell with margin it comes down a step. (On a busy machine
         # a small prebuffer with 1.3 ms frames may underrun again and grow: the rule working;

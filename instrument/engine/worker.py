@@ -296,7 +296,7 @@ class DecodeWorker:
         below), and underruns grow it (:mod:`instrument.engine.prebuffer`)."""
         info = self.loop.info
         self._fitted_for = info
-        frame_out = -(-info.ratio * self.output.samplerate // info.samplerate)
+        frame_out = self._frame_out()
         if self.prebuffer_ceiling:
             self._fit_adaptive(frame_out)
             return
